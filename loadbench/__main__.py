@@ -1,0 +1,3 @@
+from loadbench.cli import main
+
+raise SystemExit(main())

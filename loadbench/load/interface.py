@@ -1,0 +1,27 @@
+"""The interface the scheduler calls. The scheduler owns it; deployments implement it.
+
+Keeping it here, next to its only caller, means a client needs to know nothing about plans,
+phases or recording: it sends one prompt and stamps one record.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from loadbench.metrics.record import RequestRecord
+from loadbench.workloads.prompt import Prompt
+
+
+class Sender(Protocol):
+    """Sends prompts to one target over one shared connection pool."""
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        """Send ``prompt`` and stamp ``record`` as the response streams in.
+
+        Before the call the scheduler has set ``record.sent_ns``. The sender calls
+        ``record.token(perf_counter_ns(), reasoning=...)`` for each chunk carrying generated text,
+        fills the server's token counts and timings when the dialect reports them, and sets
+        ``end_ns`` at the last byte. On failure it raises ``loadbench.errors.RequestFailed`` (stamps
+        made so far stay). Cancellation propagates as ``asyncio.CancelledError``.
+        """
+        ...
