@@ -43,7 +43,8 @@ class ClientSettings:
     """Run-wide settings a deployment's client needs, decided once before the first request.
 
     ``pool_size`` is the most requests the run can have in flight; the connection pool is sized to
-    it (never a library default, which would silently cap concurrency). ``simulated`` is true when
+    it (never a library default, which would silently cap concurrency). 0 means unbounded (an
+    open-loop plan without ``max_concurrency``). ``simulated`` is true when
     the target is the embedded simulator, which needs no credentials. ``keep_text`` asks the client
     to collect answer text into ``record.text`` (answer checking).
     """
