@@ -1,0 +1,271 @@
+"""The async scheduler: fires requests at the times a load plan asks for.
+
+Guarantees:
+
+* Open loop: request *i* is intended at ``start + offset_i`` from the plan; the scheduler sleeps
+  towards that absolute deadline and finishes the last ~1.5 ms by yielding to the event loop, so
+  dispatch error does not accumulate and stays well under a millisecond while the loop is not
+  saturated. Whatever lag remains is measured, never hidden: ``sent_ns - intended_ns``.
+* ``max_concurrency`` (open loop): a request that must wait for a free slot keeps its intended
+  time; the wait shows as dispatch lag and in the from-schedule latencies.
+* Closed loop: each user's request is intended when the user became free.
+* Every record that was scheduled reaches ``on_record`` exactly once, finished as ``ok``,
+  ``failed`` or ``cancelled``, so scheduled = completed + failed + cancelled always holds.
+* ``request_stop()`` (Ctrl-C, SIGTERM) stops scheduling at once; in-flight requests get the drain
+  time to finish, then are cancelled. A second call cancels them immediately.
+
+The scheduler knows nothing of wire formats or metrics: it calls ``Sender.send`` and hands each
+finished record to its caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from loadbench.errors import ErrorCategory, RequestFailed
+from loadbench.load.interface import Sender
+from loadbench.load.plans import NS_PER_S, Concurrency, OpenLoopPlan, Stop
+from loadbench.metrics.record import RequestRecord
+from loadbench.workloads.prompt import Prompt
+
+_now = time.perf_counter_ns
+
+# Below this much time to the deadline, stop sleeping and yield to the loop instead: timers on
+# both the default loop and uvloop have millisecond granularity.
+_SPIN_NS = 1_500_000
+# Longer waits also watch for a stop request, so a long gap between bursts never delays Ctrl-C.
+_WATCH_STOP_NS = 50_000_000
+_PREFETCH_PROMPTS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RunTiming:
+    """When the run started, stopped scheduling and ended (perf_counter_ns), and why it stopped."""
+
+    start_ns: int
+    scheduling_stopped_ns: int
+    end_ns: int
+    stopped_by: str  # "duration" | "requests" | "plan" | "signal"
+
+
+class Scheduler:
+    """Runs one load plan against one sender. Single use: call ``run()`` once."""
+
+    def __init__(
+        self,
+        *,
+        plan: Concurrency | OpenLoopPlan,
+        stop: Stop,
+        sender: Sender,
+        prompts: Iterator[Prompt],
+        on_record: Callable[[RequestRecord, Prompt], None],
+        run_id: str,
+        seed: int = 0,
+        keep_text: bool = False,
+    ) -> None:
+        self._plan = plan
+        self._stop = stop
+        self._sender = sender
+        self._prompts = prompts
+        self._on_record = on_record
+        self._run_id = run_id
+        self._rng = np.random.default_rng(seed)
+        self._keep_text = keep_text
+        self._buffer: deque[Prompt] = deque()
+        self._stop_event = asyncio.Event()
+        self._stopped_by: str | None = None
+        self._stop_requests = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.scheduled = 0
+        self.in_flight = 0
+        self.start_ns = 0
+
+    # -- control -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop scheduling now (first call: drain in-flight requests; second: cancel them)."""
+        self._stop_requests += 1
+        if self._stopped_by is None:
+            self._stopped_by = "signal"
+        self._stop_event.set()
+        if self._stop_requests > 1:
+            for task in list(self._tasks):
+                task.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    # -- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> RunTiming:
+        """Run the plan to its stop rule (or until ``request_stop``); return the timing."""
+        self._prefetch()
+        # A small lead lets the loop settle before the first intended time.
+        self.start_ns = _now() + 2_000_000
+        if isinstance(self._plan, Concurrency):
+            await self._run_closed(self._plan)
+        else:
+            await self._run_open(self._plan)
+        scheduling_stopped_ns = _now()
+        self._stop_event.set()
+        await self._drain()
+        return RunTiming(self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan")
+
+    def _prefetch(self) -> None:
+        want = self._stop.requests if self._stop.requests is not None else _PREFETCH_PROMPTS
+        for _ in range(min(want, _PREFETCH_PROMPTS)):
+            self._buffer.append(next(self._prompts))
+
+    def _next_prompt(self) -> Prompt:
+        return self._buffer.popleft() if self._buffer else next(self._prompts)
+
+    def _new_record(self, index: int, intended_ns: int, user: int = -1) -> RequestRecord:
+        self.scheduled += 1
+        return RequestRecord(
+            index=index,
+            request_id=f"{self._run_id}-{index}",
+            intended_ns=intended_ns,
+            phase=self._stop.phase(index, intended_ns - self.start_ns),  # type: ignore[arg-type]
+            user=user,
+            text=[] if self._keep_text else None,
+        )
+
+    async def _sleep_until(self, deadline_ns: int) -> bool:
+        """Wait until ``deadline_ns``; False if a stop was requested first."""
+        stop = self._stop_event
+        while True:
+            if stop.is_set():
+                return False
+            remaining = deadline_ns - _now()
+            if remaining <= 0:
+                return True
+            if remaining > _WATCH_STOP_NS:
+                try:
+                    await asyncio.wait_for(stop.wait(), (remaining - _SPIN_NS) / NS_PER_S)
+                except TimeoutError:
+                    pass
+            elif remaining > _SPIN_NS:
+                await asyncio.sleep((remaining - _SPIN_NS) / NS_PER_S)
+            else:
+                await asyncio.sleep(0)
+
+    async def _run_open(self, plan: OpenLoopPlan) -> None:
+        stop = self._stop
+        limit = stop.requests
+        duration_ns = None if stop.duration_s is None else round(stop.duration_s * NS_PER_S)
+        cap = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
+        index = 0
+        for offset_ns in plan.offsets_ns(self._rng):
+            if limit is not None and index >= limit:
+                self._stopped_by = self._stopped_by or "requests"
+                return
+            if duration_ns is not None and offset_ns >= duration_ns:
+                await self._sleep_until(self.start_ns + duration_ns)
+                self._stopped_by = self._stopped_by or "duration"
+                return
+            intended_ns = self.start_ns + offset_ns
+            if not await self._sleep_until(intended_ns):
+                return
+            record = self._new_record(index, intended_ns)
+            self._spawn(self._one(record, self._next_prompt(), cap))
+            index += 1
+        self._stopped_by = self._stopped_by or "plan"
+
+    async def _run_closed(self, plan: Concurrency) -> None:
+        stop = self._stop
+        deadline_ns = None if stop.duration_s is None else self.start_ns + round(stop.duration_s * NS_PER_S)
+        counter = iter(range(stop.requests if stop.requests is not None else 1 << 62))
+        think_ns = round(plan.think_s * NS_PER_S)
+
+        async def user(number: int) -> None:
+            intended_ns = self.start_ns
+            if not await self._sleep_until(intended_ns):
+                return
+            while not self._stop_event.is_set():
+                if deadline_ns is not None and intended_ns >= deadline_ns:
+                    self._stopped_by = self._stopped_by or "duration"
+                    return
+                index = next(counter, None)
+                if index is None:
+                    self._stopped_by = self._stopped_by or "requests"
+                    return
+                record = self._new_record(index, intended_ns, user=number)
+                await self._one(record, self._next_prompt(), None)
+                intended_ns = _now() + think_ns
+                if think_ns and not await self._sleep_until(intended_ns):
+                    return
+
+        users = [asyncio.create_task(user(n)) for n in range(plan.users)]
+        self._tasks.update(users)
+        # Wait for the users to run out of requests, the deadline, or a stop request; whichever
+        # comes first. Users then finish their in-flight request (the drain) and stop.
+        stop_waiter = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            while not all(u.done() for u in users):
+                timeout_s = None if deadline_ns is None else max(0.0, (deadline_ns - _now()) / NS_PER_S)
+                await asyncio.wait(
+                    [*(u for u in users if not u.done()), stop_waiter],
+                    timeout=timeout_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stop_waiter.done():
+                    break
+                if deadline_ns is not None and _now() >= deadline_ns:
+                    self._stopped_by = self._stopped_by or "duration"
+                    break
+        finally:
+            stop_waiter.cancel()
+        self._stop_event.set()
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        pending = {t for t in self._tasks if not t.done()}
+        if pending and self._stop_requests < 2:
+            _, pending = await asyncio.wait(pending, timeout=self._stop.drain_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _one(self, record: RequestRecord, prompt: Prompt, cap: asyncio.Semaphore | None) -> None:
+        record.target_input_tokens = prompt.target_input_tokens
+        record.target_output_tokens = prompt.target_output_tokens
+        self.in_flight += 1
+        acquired = False
+        try:
+            if cap is not None:
+                await cap.acquire()
+                acquired = True
+            record.sent_ns = _now()
+            await self._sender.send(prompt, record)
+            record.status = "ok"
+        except RequestFailed as exc:
+            record.status = "failed"
+            record.error = exc.category.value
+            record.error_detail = exc.detail or None
+            record.http_status = exc.http_status
+        except asyncio.CancelledError:
+            record.status = "cancelled"
+            raise
+        except Exception as exc:  # a client bug must be counted, never crash the run
+            record.status = "failed"
+            record.error = ErrorCategory.CLIENT.value
+            record.error_detail = f"{type(exc).__name__}: {exc}"
+        finally:
+            if not record.end_ns:
+                record.end_ns = _now()
+            if acquired:
+                cap.release()  # type: ignore[union-attr]
+            self.in_flight -= 1
+            self._on_record(record, prompt)
