@@ -1,0 +1,161 @@
+"""The hot-path recorder: turns each finished RequestRecord into histogram counts and counters.
+
+``add()`` runs on the event loop once per finished request; it does arithmetic and histogram
+updates only (no I/O, no percentiles). Values go into *interval* histograms; ``rotate()`` (called
+every few seconds by the results writer) folds them into the run totals and hands them over for the
+HdrHistogram interval log. Percentiles are computed only by ``snapshot()`` (the live display) and by
+the summary, from the totals, so the log and the summary hold the same counts by construction.
+
+Only requests intended in the measured window feed the histograms; warm-up and cool-down requests
+are counted (and kept in requests.jsonl) but not summarised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from loadbench.metrics.hdr import add_into, fast_percentiles, new_histogram, record, record_many
+from loadbench.metrics.record import RequestRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One histogram: ``tag`` names it in metrics.hlog (integer ``unit``), ``key`` in summary.json."""
+
+    tag: str
+    key: str
+    scale: float  # summary value = histogram value / scale
+    description: str
+
+
+# Latencies are held in integer microseconds; the decode rate in thousandths of a token per second.
+METRICS: tuple[Metric, ...] = (
+    Metric("ttft_us", "ttft_ms", 1e3, "first token - sent"),
+    Metric("ttft_from_schedule_us", "ttft_from_schedule_ms", 1e3, "first token - intended"),
+    Metric("time_to_first_answer_us", "time_to_first_answer_ms", 1e3, "first answer token - sent"),
+    Metric("e2e_us", "e2e_ms", 1e3, "end - sent"),
+    Metric("e2e_from_schedule_us", "e2e_from_schedule_ms", 1e3, "end - intended"),
+    Metric("itl_us", "itl_ms", 1e3, "gap between successive token-bearing chunks, pooled"),
+    Metric("tpot_us", "tpot_ms", 1e3, "(end - first token) / (output tokens - 1)"),
+    Metric("decode_mtok_per_s", "decode_tokens_per_s", 1e3, "1 / tpot"),
+    Metric("dispatch_lag_us", "dispatch_lag_ms", 1e3, "sent - intended"),
+)
+METRIC_BY_TAG = {m.tag: m for m in METRICS}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the live display shows; made on the loop a few times a second, read from any thread."""
+
+    elapsed_s: float
+    completed: int
+    failed: int
+    cancelled: int
+    output_tokens_per_s: float
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
+
+
+class Recorder:
+    """Histograms and counters for one run. Used from the event loop thread only."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, HdrHistogram] = {m.tag: new_histogram() for m in METRICS}
+        self._interval: dict[str, HdrHistogram] = {m.tag: new_histogram() for m in METRICS}
+        self.interval_start_ns = time.perf_counter_ns()
+        self.status = Counter[str]()
+        self.status_by_phase = Counter[tuple[str, str]]()
+        self.errors = Counter[str]()
+        # Measured-window totals.
+        self.measured_output_tokens = 0
+        self.measured_input_tokens = 0
+        self.measured_reasoning_tokens = 0
+        self.measured_output_reported = 0  # ok requests whose output count came from the server
+        self.measured_input_reported = 0
+        self.measured_ok = 0
+        self.window_first_intended_ns = 0
+        self.window_last_end_ns = 0
+        # Rolling output tokens/s for the live display: (end_ns, tokens) of recent completions.
+        self._recent: deque[tuple[int, int]] = deque()
+        self._recent_tokens = 0
+
+    def add(self, r: RequestRecord) -> None:
+        """Count one finished request and, if measured, record its latencies."""
+        status = r.status
+        self.status[status] += 1
+        self.status_by_phase[(r.phase, status)] += 1
+        if r.error is not None:
+            self.errors[r.error] += 1
+        n_out = r.output_tokens_used
+        if status == "ok":
+            self._recent.append((r.end_ns, n_out))
+            self._recent_tokens += n_out
+        if r.phase != "measured":
+            return
+        h = self._interval
+        if r.sent_ns:
+            record(h["dispatch_lag_us"], (r.sent_ns - r.intended_ns) // 1000)
+        if status != "ok":
+            return
+        self.measured_ok += 1
+        if not self.window_first_intended_ns or r.intended_ns < self.window_first_intended_ns:
+            self.window_first_intended_ns = r.intended_ns
+        if r.end_ns > self.window_last_end_ns:
+            self.window_last_end_ns = r.end_ns
+        self.measured_output_tokens += n_out
+        if r.output_tokens is not None:
+            self.measured_output_reported += 1
+        if r.input_tokens is not None:
+            self.measured_input_tokens += r.input_tokens
+            self.measured_input_reported += 1
+        if r.reasoning_tokens:
+            self.measured_reasoning_tokens += r.reasoning_tokens
+        record(h["e2e_us"], (r.end_ns - r.sent_ns) // 1000)
+        record(h["e2e_from_schedule_us"], (r.end_ns - r.intended_ns) // 1000)
+        first = r.first_token_ns
+        if not first:
+            return
+        record(h["ttft_us"], (first - r.sent_ns) // 1000)
+        record(h["ttft_from_schedule_us"], (first - r.intended_ns) // 1000)
+        if r.first_answer_ns:
+            record(h["time_to_first_answer_us"], (r.first_answer_ns - r.sent_ns) // 1000)
+        chunks = r.chunk_ns
+        if len(chunks) > 1:
+            record_many(h["itl_us"], np.diff(np.asarray(chunks, dtype=np.int64)) // 1000)
+        decode_ns = r.end_ns - first
+        if n_out > 1 and decode_ns > 0:
+            record(h["tpot_us"], decode_ns // (1000 * (n_out - 1)))
+            record(h["decode_mtok_per_s"], (n_out - 1) * 1_000_000_000_000 // decode_ns)
+
+    def rotate(self, now_ns: int | None = None) -> tuple[int, int, dict[str, HdrHistogram]]:
+        """Close the current interval: fold it into the totals and return (start_ns, end_ns, hists)."""
+        now_ns = time.perf_counter_ns() if now_ns is None else now_ns
+        closed = self._interval
+        for tag, hist in closed.items():
+            add_into(self.totals[tag], hist)
+        self._interval = {m.tag: new_histogram() for m in METRICS}
+        start_ns, self.interval_start_ns = self.interval_start_ns, now_ns
+        return start_ns, now_ns, closed
+
+    def snapshot(self, start_ns: int, now_ns: int, window_s: float = 5.0) -> Snapshot:
+        """Counts so far, output tokens/s over the last ``window_s``, and TTFT p50/p99 so far."""
+        horizon = now_ns - int(window_s * 1e9)
+        recent = self._recent
+        while recent and recent[0][0] < horizon:
+            self._recent_tokens -= recent.popleft()[1]
+        span_s = min(window_s, max((now_ns - start_ns) / 1e9, 1e-9))
+        p50, p99 = fast_percentiles([self.totals["ttft_us"], self._interval["ttft_us"]], (50.0, 99.0))
+        return Snapshot(
+            elapsed_s=(now_ns - start_ns) / 1e9,
+            completed=self.status["ok"],
+            failed=self.status["failed"],
+            cancelled=self.status["cancelled"],
+            output_tokens_per_s=self._recent_tokens / span_s,
+            ttft_p50_ms=None if p50 is None else p50 / 1e3,
+            ttft_p99_ms=None if p99 is None else p99 / 1e3,
+        )
