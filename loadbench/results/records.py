@@ -1,0 +1,59 @@
+"""One line of requests.jsonl per finished request: the raw stamps plus the derived figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadbench.metrics.record import RequestRecord
+
+
+def _ms(a: int, b: int) -> float | None:
+    return (b - a) / 1e6 if a and b else None
+
+
+def record_to_json(r: RequestRecord, *, chunk_times: bool = True) -> dict[str, Any]:
+    """The JSON object written for ``r``.
+
+    ``*_ns`` stamps are raw ``perf_counter_ns`` values (CLOCK_MONOTONIC: comparable with a server's
+    stamps on the same host; run.json holds the anchor that maps them to wall-clock time).
+    ``chunk_offsets_us`` are the token-bearing chunk times relative to ``sent_ns``.
+    """
+    out: dict[str, Any] = {
+        "index": r.index,
+        "request_id": r.request_id,
+        "phase": r.phase,
+        "status": r.status,
+        "intended_ns": r.intended_ns,
+        "sent_ns": r.sent_ns,
+        "first_token_ns": r.first_token_ns,
+        "first_answer_ns": r.first_answer_ns,
+        "end_ns": r.end_ns,
+        "dispatch_lag_ms": _ms(r.intended_ns, r.sent_ns),
+        "ttft_ms": _ms(r.sent_ns, r.first_token_ns),
+        "ttft_from_schedule_ms": _ms(r.intended_ns, r.first_token_ns),
+        "time_to_first_answer_ms": _ms(r.sent_ns, r.first_answer_ns),
+        "e2e_ms": _ms(r.sent_ns, r.end_ns),
+        "e2e_from_schedule_ms": _ms(r.intended_ns, r.end_ns),
+        "output_tokens": r.output_tokens_used,
+        "output_tokens_reported": r.output_tokens_reported,
+        "input_tokens": r.input_tokens,
+        "reasoning_tokens": r.reasoning_tokens,
+        "chunks": len(r.chunk_ns),
+        "reasoning_chunks": r.reasoning_chunks,
+        "target_input_tokens": r.target_input_tokens,
+        "target_output_tokens": r.target_output_tokens,
+    }
+    if r.user >= 0:
+        out["user"] = r.user
+    if r.error is not None:
+        out["error"] = r.error
+        out["error_detail"] = r.error_detail
+        out["http_status"] = r.http_status
+    if r.server:
+        out["server"] = r.server
+    if chunk_times and r.sent_ns:
+        sent = r.sent_ns
+        out["chunk_offsets_us"] = [(t - sent) // 1000 for t in r.chunk_ns]
+    if r.text is not None:
+        out["text"] = "".join(r.text)
+    return out

@@ -1,0 +1,201 @@
+"""Scenario: everything one run needs, as one immutable value; and the loader for scenario files.
+
+A scenario file is a Python file that assigns ``scenario = Scenario(...)``. The seed's
+``Experiment`` fields (workload, deployment, reasoning, quant) are joined by the load plan, the stop
+rule, the target and the output settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from loadbench.deployments.base import Deployment, Timeouts
+from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
+from loadbench.load.plans import Concurrency, Stop, check_plan
+
+SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
+
+
+def check_target(target: str | None) -> None:
+    """Raise ConfigError unless ``target`` is None, "sim" or an http(s) URL with a host."""
+    if target is None or target == "sim":
+        return
+    parts = urlsplit(target) if isinstance(target, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"target must be 'sim' or an http(s) URL such as http://127.0.0.1:8000, got {target!r}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run, fully described.
+
+    ``target``: ``"sim"`` runs against the embedded simulator (started in its own process, speaking
+    the deployment's dialect; ``sim`` configures it), a URL sends the deployment's requests there,
+    ``None`` uses the deployment's own endpoint. ``out_dir`` defaults to
+    ``results/<name>-<UTC time>``. ``energy=None`` measures with automatically detected sources;
+    ``False`` turns energy off. ``slo`` maps metric keys (``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and
+    the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
+    """
+
+    workload: Any
+    deployment: Deployment
+    reasoning: bool = False
+    quant: Any = None
+    load: Any = Concurrency(1)
+    stop: Stop = Stop(requests=10)
+    target: str | None = None
+    sim: Any = None
+    name: str = "experiment"
+    out_dir: str | Path | None = None
+    seed: int = 0
+    timeouts: Timeouts = Timeouts()
+    energy: Any = None
+    slo: Mapping[str, float] = field(default_factory=dict)
+    check_answers: bool = False
+    hlog_interval_s: float = 5.0
+    chunk_times: bool = True
+    scrape_metrics: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.deployment, Deployment):
+            raise ConfigError(
+                f"deployment must be a deployment such as Local('llama3.2') or Remote.openai(...), "
+                f"got {self.deployment!r}"
+            )
+        if not (hasattr(self.workload, "open") and hasattr(self.workload, "describe")):
+            raise ConfigError(f"workload must be a workload such as Prefill(), Balanced() or Decode(), got {self.workload!r}")
+        if not isinstance(self.reasoning, bool):
+            raise ConfigError(f"reasoning must be True or False, got {self.reasoning!r}")
+        check_plan(self.load)
+        if not isinstance(self.stop, Stop):
+            raise ConfigError(f"stop must be a Stop(duration_s=..., requests=...), got {self.stop!r}")
+        check_target(self.target)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.timeouts, Timeouts):
+            raise ConfigError(f"timeouts must be a Timeouts(...), got {self.timeouts!r}")
+        for key, limit in dict(self.slo).items():
+            if key not in SLO_KEYS:
+                raise ConfigError(f"slo key {key!r} is not one of {', '.join(SLO_KEYS)}")
+            if not isinstance(limit, int | float) or limit <= 0:
+                raise ConfigError(f"slo[{key!r}] must be a positive number of ms, got {limit!r}")
+        if not isinstance(self.hlog_interval_s, int | float) or self.hlog_interval_s <= 0:
+            raise ConfigError(f"hlog_interval_s must be a positive number, got {self.hlog_interval_s!r}")
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
+            raise ConfigError(f"name must be a non-empty string without path separators, got {self.name!r}")
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with ``changes`` applied (validated again)."""
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def with_overrides(
+        self,
+        *,
+        target: str | None = None,
+        duration_s: float | None = None,
+        requests: int | None = None,
+        out_dir: str | Path | None = None,
+        seed: int | None = None,
+    ) -> Scenario:
+        """Apply the command line's overrides; ``None`` leaves a field as the scenario set it.
+
+        A ``--duration`` or ``--requests`` given alone replaces both stop limits, so the run stops
+        where the command line says rather than at the scenario's other limit.
+        """
+        changes: dict[str, Any] = {}
+        if target is not None:
+            changes["target"] = target
+        if out_dir is not None:
+            changes["out_dir"] = out_dir
+        if seed is not None:
+            changes["seed"] = seed
+        if duration_s is not None or requests is not None:
+            stop = self.stop
+            warmup_requests = stop.warmup_requests
+            if requests is not None and warmup_requests >= requests:
+                warmup_requests = 0
+            warmup_s, cooldown_s = stop.warmup_s, stop.cooldown_s
+            if duration_s is not None and warmup_s + cooldown_s >= duration_s:
+                warmup_s = cooldown_s = 0.0
+            changes["stop"] = dataclasses.replace(
+                stop,
+                duration_s=duration_s,
+                requests=requests,
+                warmup_s=warmup_s,
+                warmup_requests=warmup_requests,
+                cooldown_s=cooldown_s,
+            )
+        return self.replace(**changes) if changes else self
+
+
+def _line_in(path: Path, exc: BaseException) -> int | None:
+    """The last line of ``path`` in ``exc``'s traceback, to point the user at their own code."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename) == path:
+            line = frame.lineno
+    return line
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Run a scenario file and return its ``scenario``.
+
+    The file runs as a fresh module under a unique name; its directory is on ``sys.path`` only while
+    it runs (so it may import helpers beside it) and the module is not left in ``sys.modules``.
+    Every problem becomes a ScenarioError naming the file (and line, where there is one).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: scenario file not found")
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read scenario file ({exc})") from None
+    resolved = path.resolve()
+    try:
+        code = compile(source, str(resolved), "exec")
+    except SyntaxError as exc:
+        raise ScenarioError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+
+    import types
+
+    name = "loadbench_scenario_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    module = types.ModuleType(name)
+    module.__file__ = str(resolved)
+    directory = str(resolved.parent)
+    sys.modules[name] = module  # dataclasses defined in the file look their module up here
+    sys.path.insert(0, directory)
+    try:
+        exec(code, module.__dict__)
+    except LoadbenchError as exc:
+        where = _line_in(resolved, exc)
+        raise ScenarioError(f"{path}{f':{where}' if where else ''}: {exc}") from None
+    except Exception as exc:
+        where = _line_in(resolved, exc)
+        raise ScenarioError(f"{path}{f':{where}' if where else ''}: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.modules.pop(name, None)
+        try:
+            sys.path.remove(directory)
+        except ValueError:
+            pass
+
+    scenario = module.__dict__.get("scenario")
+    if scenario is None:
+        raise ScenarioError(f"{path}: defines no `scenario` (expected `scenario = Scenario(...)`)")
+    if not isinstance(scenario, Scenario):
+        raise ScenarioError(f"{path}: `scenario` must be a loadbench.Scenario, got {type(scenario).__name__}")
+    if scenario.name == "experiment":
+        scenario = dataclasses.replace(scenario, name=path.stem)
+    return scenario
