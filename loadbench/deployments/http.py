@@ -1,0 +1,562 @@
+"""The lean aiohttp client path every dialect shares.
+
+One ``HttpTransport`` per run owns one ``aiohttp.ClientSession`` whose connection pool is sized to
+the run's concurrency (never aiohttp's default of 100 per host, which would silently cap a run).
+``HttpSender`` sends one prompt through a dialect module (``loadbench.deployments.wire.*``): the
+dialect builds the body and parses each decoded event into the record; this module frames the byte
+stream (SSE or NDJSON), enforces the per-request deadlines, and translates every foreign exception
+into ``RequestFailed`` in one place (``translate``).
+
+Hot path: one ``perf_counter_ns()`` per network read, shared by every event in that read (they
+arrived together); no I/O, no logging, no per-chunk configuration lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import re
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from time import perf_counter_ns
+from typing import Any, Literal, Protocol
+
+import aiohttp
+import orjson
+
+from loadbench.deployments.base import ClientSettings, Timeouts
+from loadbench.errors import ErrorCategory, RequestFailed, TargetError
+from loadbench.metrics.record import RequestRecord
+from loadbench.wire import REQUEST_ID_HEADER, USER_AGENT
+from loadbench.workloads.prompt import Prompt
+
+Framing = Literal["sse", "ndjson"]
+
+# aiohttp's StreamReader refuses a buffered line above twice this; we split lines ourselves, but
+# a big read buffer still means fewer, larger reads when a server bursts.
+READ_BUFSIZE_BYTES = 4 << 20
+# Error bodies are read for their message only; nothing useful lives past this.
+ERROR_BODY_LIMIT_BYTES = 64 << 10
+DETAIL_LIMIT_CHARS = 300
+
+# Shapes of provider keys, scrubbed from any detail we keep even if a server echoes one back.
+_KEY_PATTERN = re.compile(r"\b(sk-(?:ant-|proj-)?)[A-Za-z0-9_\-]{8,}")
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """``text`` with ``secret`` and anything shaped like a provider API key masked."""
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub(r"\1***", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing: bytes in, (event, data) out. Incremental; a network read may end mid-line.
+
+
+class SseDecoder:
+    """Incremental ``text/event-stream`` decoder (WHATWG rules, bytes in, bytes out).
+
+    ``feed`` returns the events completed by a chunk as ``(event_name, data)``; ``event_name`` is
+    ``""`` when the server sent none. Multi-line ``data:`` fields are joined with ``\\n``; comments
+    (``: ping``), ``id:`` and ``retry:`` are ignored. ``close`` returns what the end of the stream
+    completes plus any unterminated last line (see ``tail``).
+    """
+
+    __slots__ = ("_buf", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: bytes | None = None
+        self._event = ""
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        buf = self._buf + chunk if self._buf else chunk
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        out: list[tuple[str, bytes]] = []
+        for line in lines:
+            self._line(line, out)
+        return out
+
+    def _line(self, line: bytes, out: list[tuple[str, bytes]]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            if self._data is not None:
+                out.append((self._event, self._data))
+            self._data = None
+            self._event = ""
+            return
+        if line.startswith(b"data:"):
+            value = line[5:]
+            if value.startswith(b" "):
+                value = value[1:]
+            self._data = value if self._data is None else self._data + b"\n" + value
+        elif line.startswith(b"event:"):
+            self._event = line[6:].strip().decode("utf-8", "replace")
+        # ":" comments (keep-alive pings), "id:", "retry:" and unknown fields carry nothing for us.
+
+    def close(self) -> tuple[list[tuple[str, bytes]], bytes]:
+        """Events the end of stream completes, and the unterminated last line (``b""`` if none).
+
+        A server that omits the final blank line still has its last event delivered. The tail is
+        returned separately because a line cut off by the end of the stream is a truncation, not
+        a malformed chunk; the caller decides.
+        """
+        out: list[tuple[str, bytes]] = []
+        tail = self._buf
+        self._buf = b""
+        if tail.rstrip(b"\r") and tail.startswith(b"data:"):
+            # A final "data: [DONE]" without its newline is common enough to accept whole.
+            self._line(tail, out)
+            tail_event = self._data
+            self._data = None
+            if tail_event is not None:
+                return out, tail_event
+        if self._data is not None:
+            out.append((self._event, self._data))
+            self._data = None
+        return out, b""
+
+
+class NdjsonDecoder:
+    """Incremental newline-delimited JSON framing: one event per non-empty line."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        buf = self._buf + chunk if self._buf else chunk
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        return [("", line) for line in lines if line.strip()]
+
+    def close(self) -> tuple[list[tuple[str, bytes]], bytes]:
+        tail = self._buf.strip()
+        self._buf = b""
+        return [], tail
+
+
+# ---------------------------------------------------------------------------------------------
+# The dialect interface this module calls (owned here, implemented in wire/*).
+
+
+class StreamParser(Protocol):
+    """Turns one response's decoded events into stamps on one record."""
+
+    done: bool
+
+    def feed(self, event: str, data: bytes, now_ns: int) -> None:
+        """Apply one event that arrived at ``now_ns``; raise ``RequestFailed`` (MALFORMED,
+        STREAM_ERROR, OVERLOADED) when the event says the request failed."""
+        ...
+
+
+class Wire(Protocol):
+    """One dialect's request/response shape, decided once per run."""
+
+    framing: Framing
+
+    def url(self, base_url: str) -> str:
+        """The streaming endpoint under ``base_url``."""
+        ...
+
+    def encode(self, prompt: Prompt) -> bytes:
+        """The JSON request body for ``prompt``."""
+        ...
+
+    def parser(self, record: RequestRecord) -> StreamParser:
+        """A fresh parser stamping ``record``."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# The one translation boundary for foreign exceptions.
+
+
+def translate(
+    exc: BaseException, *, responded: bool = False, first_token: bool = False
+) -> RequestFailed:
+    """Map an aiohttp / OS / asyncio-timeout exception to ``RequestFailed``, chaining ``exc``.
+
+    ``responded`` says response headers had arrived (a drop after that is a mid-stream reset);
+    ``first_token`` says a token had arrived (a deadline after that is the total deadline).
+    """
+    if isinstance(exc, RequestFailed):
+        return exc
+    category, detail = _categorise(exc, responded=responded, first_token=first_token)
+    failed = RequestFailed(category, redact(detail)[:DETAIL_LIMIT_CHARS])
+    failed.__cause__ = exc
+    return failed
+
+
+def _categorise(
+    exc: BaseException, *, responded: bool, first_token: bool
+) -> tuple[ErrorCategory, str]:
+    C = ErrorCategory
+    # Order matters: aiohttp's timeout and connector errors subclass OSError / TimeoutError.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return C.CONNECT_TIMEOUT, "timed out opening a connection"
+    if isinstance(exc, TimeoutError):
+        if first_token:
+            return C.TOTAL_TIMEOUT, "response did not finish within the total deadline"
+        if responded:
+            return C.FIRST_TOKEN_TIMEOUT, "no token before the first-token deadline"
+        return C.FIRST_TOKEN_TIMEOUT, "no response headers before the first-token deadline"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return C.CONNECT, f"cannot resolve host {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return C.CONNECT, f"TLS failure: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return C.CONNECT, _connector_detail(exc)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        if responded:
+            return C.STREAM_RESET, "server disconnected mid-stream"
+        return C.CONNECT, "server disconnected before responding"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return C.STREAM_RESET, f"response body cut off: {_first_line(exc)}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # aiohttp raises this for a reply that is not valid HTTP/1.x.
+        return C.MALFORMED, f"invalid HTTP response: {exc.message}"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return C.CLIENT, f"invalid URL: {exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return C.CONNECT, "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return C.CONNECT, f"TLS failure: {exc}"
+    if isinstance(exc, ConnectionError | aiohttp.ClientConnectionError | OSError):
+        what = type(exc).__name__
+        if responded:
+            return C.STREAM_RESET, f"connection dropped mid-stream ({what}: {_first_line(exc)})"
+        return C.CONNECT, f"connection failed ({what}: {_first_line(exc)})"
+    return C.CLIENT, f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _connector_detail(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = exc.os_error
+    if (
+        isinstance(os_error, ConnectionRefusedError)
+        or getattr(os_error, "errno", None) == errno.ECONNREFUSED
+    ):
+        return "connection refused"
+    if "Connect call failed" in str(exc) and "111" in str(exc):
+        return "connection refused"
+    reason = getattr(os_error, "strerror", None) or _first_line(os_error)
+    return f"cannot connect to {exc.host}:{exc.port} ({reason})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-2xx responses.
+
+
+def error_message(body: bytes) -> str:
+    """The human message inside an error body, for every provider shape we know.
+
+    OpenAI / vLLM / DeepSeek ``{"error": {"message": ...}}``; Anthropic ``{"type": "error",
+    "error": {"type": ..., "message": ...}}``; Ollama ``{"error": "..."}``; older vLLM
+    ``{"object": "error", "message": ...}``; FastAPI ``{"detail": ...}``; else the text itself.
+    """
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return " ".join(text.split())[:DETAIL_LIMIT_CHARS]
+    message = _message_of(obj)
+    return " ".join(message.split())[:DETAIL_LIMIT_CHARS] if message else text[:DETAIL_LIMIT_CHARS]
+
+
+def error_type(body: bytes) -> str | None:
+    """The provider's error type (``overloaded_error``, ``rate_limit_exceeded``...) if any."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict):
+            kind = err.get("type") or err.get("code")
+            return str(kind) if kind else None
+    return None
+
+
+def _message_of(obj: Any) -> str:
+    if isinstance(obj, str):
+        return obj
+    if not isinstance(obj, dict):
+        return ""
+    err = obj.get("error")
+    if isinstance(err, str):
+        return err
+    if isinstance(err, dict):
+        message = err.get("message") or err.get("msg") or ""
+        kind = err.get("type")
+        if message and kind and isinstance(kind, str) and kind not in message:
+            return f"{kind}: {message}"
+        return str(message or kind or "")
+    for key in ("message", "detail", "msg"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value:
+            return "; ".join(_message_of(v) or str(v) for v in value[:3])
+    return ""
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, ``Retry-After`` seconds or date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def status_failure(
+    status: int, body: bytes, headers: Mapping[str, str], secret: str | None
+) -> RequestFailed:
+    """The ``RequestFailed`` for a non-2xx response: category by status, message from body."""
+    category = ErrorCategory.for_http_status(status)
+    if error_type(body) == "overloaded_error":
+        category = ErrorCategory.OVERLOADED
+    message = redact(error_message(body), secret)
+    detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    return RequestFailed(
+        category,
+        detail[:DETAIL_LIMIT_CHARS],
+        http_status=status,
+        retry_after_s=retry_after_s(headers),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The transport: one session per run.
+
+
+def _keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A TCP socket with keepalive on, so an idle long stream's dead peer is noticed by the OS."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return sock
+
+
+class HttpTransport:
+    """One run's HTTP session: a pool of ``pool_size`` connections to the target (0: unbounded).
+
+    Use as ``async with HttpTransport(settings) as transport:``; ``aclose`` is idempotent. Response
+    bodies are not auto-decompressed (we ask for ``identity``), so streamed bytes reach the parser
+    as they arrive.
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        if settings.pool_size < 0:
+            raise ValueError("pool_size must be >= 0 (0: unbounded)")
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HttpTransport used outside 'async with'")
+        return self._session
+
+    async def __aenter__(self) -> HttpTransport:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.pool_size,
+                limit_per_host=self.settings.pool_size,
+                keepalive_timeout=60.0,
+                ttl_dns_cache=300,
+                socket_factory=_keepalive_socket,
+            )
+            timeouts = self.settings.timeouts
+            # Per-request deadlines are enforced by HttpSender; aiohttp only bounds the TCP connect.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s),
+                auto_decompress=False,
+                read_bufsize=READ_BUFSIZE_BYTES,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                max_line_size=65536,
+                max_field_size=65536,
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._closed:
+            self._closed = True
+            await self._session.close()
+
+    async def get(
+        self, url: str, headers: Mapping[str, str], *, timeout_s: float
+    ) -> tuple[int, bytes, str]:
+        """One small GET for preflight checks: ``(status, body, content_type)``.
+
+        Raises ``RequestFailed`` (via ``translate``) when no HTTP answer comes back.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.get(url, headers=headers) as resp:
+                    body = await resp.content.read(1 << 20)
+                    return resp.status, body, resp.content_type
+        except Exception as exc:
+            raise translate(exc) from exc
+
+
+@dataclass(slots=True)
+class HttpSender:
+    """Sends prompts in one dialect over one transport; implements ``load.interface.Sender``.
+
+    ``headers`` are sent on every request (auth, version); ``secret`` is scrubbed from any error
+    detail. Deadlines run from ``record.sent_ns``: the first-token deadline until a token arrives,
+    then the total deadline.
+    """
+
+    transport: HttpTransport
+    wire: Wire
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    _url: str = field(init=False, default="")
+    _headers: dict[str, str] = field(init=False, default_factory=dict)
+    _timeouts: Timeouts = field(init=False, default_factory=Timeouts)
+
+    def __post_init__(self) -> None:
+        self._url = self.wire.url(self.base_url)
+        self._headers = {"Content-Type": "application/json", **self.headers}
+        self._timeouts = self.transport.settings.timeouts
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        body = self.wire.encode(prompt)
+        headers = dict(self._headers)
+        headers[REQUEST_ID_HEADER] = record.request_id
+        parser = self.wire.parser(record)
+        sse = self.wire.framing == "sse"
+        decoder: SseDecoder | NdjsonDecoder = SseDecoder() if sse else NdjsonDecoder()
+
+        loop = asyncio.get_running_loop()
+        if not record.sent_ns:
+            record.sent_ns = perf_counter_ns()
+        # Deadlines on the loop clock, anchored at the record's sent stamp.
+        sent_loop_s = loop.time() - (perf_counter_ns() - record.sent_ns) / 1e9
+        total_at = sent_loop_s + self._timeouts.total_s
+        first_at = min(sent_loop_s + self._timeouts.first_token_s, total_at)
+        responded = False
+        try:
+            async with asyncio.timeout_at(first_at) as deadline:
+                async with self.transport.session.post(
+                    self._url, data=body, headers=headers
+                ) as resp:
+                    record.http_status = resp.status
+                    if resp.status >= 300:
+                        raw = await resp.content.read(ERROR_BODY_LIMIT_BYTES)
+                        record.end_ns = perf_counter_ns()
+                        raise status_failure(resp.status, raw, resp.headers, self.secret)
+                    responded = True
+                    if sse and resp.content_type == "application/json":
+                        raw = await resp.content.read(ERROR_BODY_LIMIT_BYTES)
+                        record.end_ns = perf_counter_ns()
+                        raise RequestFailed(
+                            ErrorCategory.MALFORMED,
+                            f"expected an event stream, got application/json: {error_message(raw)}",
+                        )
+                    content = resp.content
+                    waiting_first = True
+                    last_ns = 0
+                    while True:
+                        chunk = await content.readany()
+                        if not chunk:
+                            break
+                        last_ns = perf_counter_ns()
+                        for event, data in decoder.feed(chunk):
+                            parser.feed(event, data, last_ns)
+                        if waiting_first and record.first_token_ns:
+                            waiting_first = False
+                            deadline.reschedule(total_at)
+                    record.end_ns = last_ns or perf_counter_ns()
+                    events, tail = decoder.close()
+                    for event, data in events:
+                        parser.feed(event, data, record.end_ns)
+                    if tail and not parser.done:
+                        try:
+                            parser.feed("", tail, record.end_ns)
+                        except RequestFailed as exc:
+                            if exc.category is not ErrorCategory.MALFORMED:
+                                raise
+                    if not parser.done:
+                        raise RequestFailed(
+                            ErrorCategory.TRUNCATED, "stream ended without its final record"
+                        )
+        except RequestFailed as exc:
+            if self.secret and exc.detail and self.secret in exc.detail:
+                raise RequestFailed(
+                    exc.category,
+                    redact(exc.detail, self.secret),
+                    http_status=exc.http_status,
+                    retry_after_s=exc.retry_after_s,
+                ) from exc.__cause__
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise translate(
+                exc, responded=responded, first_token=bool(record.first_token_ns)
+            ) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the deployments' preflight checks.
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``base_url`` + ``path`` with exactly one slash between them."""
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def v1_url(base_url: str, path: str) -> str:
+    """``path`` under the ``/v1`` API root: accepts ``http://h:p`` and ``http://h:p/v1`` alike."""
+    base = base_url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return join_url(base, path)
+
+
+def preflight_failure(base_url: str, exc: RequestFailed) -> TargetError:
+    """One clear line for a target that did not answer a preflight request."""
+    detail = exc.detail or exc.category.value
+    return TargetError(f"{base_url}: {detail}")

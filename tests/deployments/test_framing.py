@@ -1,0 +1,56 @@
+from loadbench.deployments.http import NdjsonDecoder, SseDecoder
+
+
+def feed_all(decoder, raw: bytes, split: int):
+    out = []
+    for start in range(0, len(raw), split):
+        out.extend(decoder.feed(raw[start : start + split]))
+    events, tail = decoder.close()
+    return out + events, tail
+
+
+def test_sse_events_split_anywhere_come_out_whole():
+    raw = (
+        b": keep-alive comment\n\n"
+        b'event: message_start\r\ndata: {"a": 1}\r\n\r\n'
+        b"data: first line\ndata: second line\n\n"
+        b"id: 7\nretry: 100\ndata: [DONE]\n\n"
+    )
+    for split in (1, 2, 3, 5, 64, len(raw)):
+        events, tail = feed_all(SseDecoder(), raw, split)
+        assert events == [
+            ("message_start", b'{"a": 1}'),
+            ("", b"first line\nsecond line"),
+            ("", b"[DONE]"),
+        ], split
+        assert tail == b""
+
+
+def test_sse_last_event_without_blank_line_or_newline():
+    events, tail = feed_all(SseDecoder(), b"data: {}\n\ndata: [DONE]\n", 4)
+    assert events == [("", b"{}"), ("", b"[DONE]")]
+    events, tail = feed_all(SseDecoder(), b"data: {}\n\ndata: [DO", 4)
+    assert events == [("", b"{}")]
+    assert tail == b"[DO"
+
+
+def test_sse_data_without_space_and_empty_data():
+    events, _ = feed_all(SseDecoder(), b"data:x\n\ndata:\n\n", 3)
+    assert events == [("", b"x"), ("", b"")]
+
+
+def test_ndjson_lines_and_tail():
+    raw = b'{"a":1}\n\n{"b":2}\r\n{"c":'
+    out = []
+    dec = NdjsonDecoder()
+    for start in range(0, len(raw), 3):
+        out.extend(dec.feed(raw[start : start + 3]))
+    assert [d.strip() for _, d in out] == [b'{"a":1}', b'{"b":2}']
+    events, tail = dec.close()
+    assert events == [] and tail == b'{"c":'
+
+
+def test_big_line_is_fine():
+    payload = b"x" * (3 << 20)
+    events, _ = feed_all(SseDecoder(), b"data: " + payload + b"\n\n", 1 << 16)
+    assert events == [("", payload)]
