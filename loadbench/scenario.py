@@ -7,6 +7,7 @@ rule, the target and the output settings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import sys
@@ -186,10 +187,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}{f':{where}' if where else ''}: {type(exc).__name__}: {exc}") from None
     finally:
         sys.modules.pop(name, None)
-        try:
+        with contextlib.suppress(ValueError):
             sys.path.remove(directory)
-        except ValueError:
-            pass
 
     scenario = module.__dict__.get("scenario")
     if scenario is None:

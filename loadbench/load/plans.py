@@ -223,7 +223,7 @@ def is_closed_loop(plan: object) -> bool:
 
 def check_plan(plan: object, where: str = "load") -> None:
     """Raise ConfigError unless ``plan`` is a closed-loop plan or implements OpenLoopPlan."""
-    if isinstance(plan, Concurrency) or isinstance(plan, OpenLoopPlan):
+    if isinstance(plan, (Concurrency, OpenLoopPlan)):
         return
     raise ConfigError(
         f"{where} must be a load plan (Concurrency, Constant, Poisson, Gamma, Burst, Ramp or a trace "

@@ -21,6 +21,7 @@ finished record to its caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -147,10 +148,8 @@ class Scheduler:
             if remaining <= 0:
                 return True
             if remaining > _WATCH_STOP_NS:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), (remaining - _SPIN_NS) / NS_PER_S)
-                except TimeoutError:
-                    pass
             elif remaining > _SPIN_NS:
                 await asyncio.sleep((remaining - _SPIN_NS) / NS_PER_S)
             else:

@@ -15,6 +15,7 @@ writer thread, one batch at a time, so file I/O never sits on the hot path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -76,10 +77,8 @@ class RunWriter:
     async def _flush_forever(self) -> None:
         next_rotation = time.perf_counter_ns() + self._hlog_interval_ns
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), _FLUSH_S)
-            except TimeoutError:
-                pass
             await self._flush_records()
             now = time.perf_counter_ns()
             if now >= next_rotation:
