@@ -1,0 +1,3 @@
+from loadbench.sim.cli import main
+
+raise SystemExit(main())

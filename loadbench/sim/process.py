@@ -1,0 +1,230 @@
+"""``SimProcess``: the simulator in its own process, as a context manager.
+
+The child is ``python -m loadbench.sim --config-json ... --ready-line --exit-on-stdin-eof``. It
+binds, then prints one JSON line (``{"ready": true, "port": N, ...}``) on stdout, which the parent
+waits for; its stderr goes to a temporary file whose tail is quoted if it fails to come up. The
+child also exits when its stdin reaches end-of-file, so it never outlives a parent that was killed.
+Closing sends SIGTERM (the child flushes its trace and exits), then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadbench.errors import ConfigError, TargetError
+from loadbench.sim.config import SimConfig
+
+__all__ = ["SimProcess"]
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class SimProcess:
+    """Run the simulator in a child process for the duration of a ``with`` (or ``async with``).
+
+    ``port`` overrides ``config.port`` (0: the OS chooses). ``startup_timeout_s`` bounds the wait
+    for the child's ready line. With ``config.trace`` on and no ``config.trace_path``, the trace goes
+    to a temporary file that is read into memory and removed on close (``read_trace()`` still works
+    after close); an explicit ``trace_path`` is left in place.
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        port: int | None = None,
+        startup_timeout_s: float = 15.0,
+        terminate_timeout_s: float = 5.0,
+        python: str | None = None,
+    ) -> None:
+        config = config if config is not None else SimConfig()
+        if not isinstance(config, SimConfig):
+            raise ConfigError(f"SimProcess needs a SimConfig, got {config!r}")
+        if port is not None:
+            config = config.with_(port=port)
+        if startup_timeout_s <= 0:
+            raise ConfigError(f"SimProcess startup_timeout_s must be > 0, got {startup_timeout_s!r}")
+        self._tmpdir: str | None = None
+        if config.trace and config.trace_path is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="loadbench-sim-")
+            config = config.with_(trace_path=os.path.join(self._tmpdir, "trace.jsonl"))
+        self.config = config
+        self.startup_timeout_s = startup_timeout_s
+        self.terminate_timeout_s = terminate_timeout_s
+        self.python = python or sys.executable
+        self.port = 0
+        self.startup_s = 0.0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr_path: str | None = None
+        self._final_trace: bytes | None = None
+        self._closed = False
+
+    # -- properties ------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` once started."""
+        if not self.port:
+            raise TargetError("the simulator is not running (use `with SimProcess(...) as sim`)")
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def trace_path(self) -> str | None:
+        """The JSONL ground-truth file, or None when the trace is off."""
+        return self.config.trace_path if self.config.trace else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> SimProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SimProcess:
+        import asyncio
+
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.close)
+
+    def start(self) -> SimProcess:
+        """Start the child and wait until it listens; raises ``TargetError`` if it does not."""
+        if self._proc is not None:
+            return self
+        if self._closed:
+            raise TargetError("this SimProcess was closed; make a new one")
+        fd, self._stderr_path = tempfile.mkstemp(prefix="loadbench-sim-", suffix=".stderr")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = [self.python, "-m", "loadbench.sim", "--config-json", self.config.to_json(),
+                "--ready-line", "--exit-on-stdin-eof"]
+        t0 = time.perf_counter()
+        try:
+            with os.fdopen(fd, "wb") as err:
+                self._proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            self._cleanup_files()
+            raise TargetError(f"could not start the simulator ({self.python}): {exc}") from exc
+        try:
+            line = self._read_ready_line()
+            info = json.loads(line)
+            self.port = int(info["port"])
+        except (ValueError, KeyError, TypeError, TargetError) as exc:
+            tail = self._stderr_tail()
+            self.close()
+            detail = exc if isinstance(exc, TargetError) else f"unexpected ready line {line!r}"
+            raise TargetError(f"the simulator did not come up: {detail}"
+                              + (f"; its stderr ends with:\n{tail}" if tail else "")) from None
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def _read_ready_line(self) -> str:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        buf = b""
+        fd = proc.stdout.fileno()
+        while b"\n" not in buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TargetError(f"no ready line within {self.startup_timeout_s:g} s")
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+            if ready:
+                data = os.read(fd, 4096)
+                if not data:
+                    code = proc.wait(timeout=5)
+                    raise TargetError(f"the process exited with status {code} before listening")
+                buf += data
+            elif proc.poll() is not None:
+                raise TargetError(f"the process exited with status {proc.returncode} before listening")
+        return buf.split(b"\n", 1)[0].decode("utf-8", "replace")
+
+    def _stderr_tail(self, max_chars: int = 2000) -> str:
+        if not self._stderr_path:
+            return ""
+        try:
+            text = Path(self._stderr_path).read_text(errors="replace")
+        except OSError:
+            return ""
+        return text[-max_chars:].strip()
+
+    def close(self) -> None:
+        """Stop the child: SIGTERM, then SIGKILL after ``terminate_timeout_s`` (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=self.terminate_timeout_s)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=self.terminate_timeout_s)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        if self._tmpdir is not None and self.config.trace_path:
+            try:
+                self._final_trace = Path(self.config.trace_path).read_bytes()
+            except OSError:
+                self._final_trace = b""
+        self._cleanup_files()
+
+    def _cleanup_files(self) -> None:
+        if self._stderr_path:
+            with contextlib.suppress(OSError):
+                os.remove(self._stderr_path)
+            self._stderr_path = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    # -- ground truth ----------------------------------------------------------------------------
+
+    def read_trace(self) -> list[dict[str, Any]]:
+        """The ground-truth records written so far (all of them after close).
+
+        While running, the child flushes every ~100 ms, so the newest requests may be missing; fetch
+        ``GET /sim/trace`` for an up-to-the-moment view.
+        """
+        if self._final_trace is not None:
+            data = self._final_trace
+        elif self.trace_path:
+            try:
+                data = Path(self.trace_path).read_bytes()
+            except OSError:
+                data = b""
+        else:
+            return []
+        return [json.loads(line) for line in data.splitlines() if line.strip()]

@@ -1,0 +1,88 @@
+"""Routing: every dialect's endpoints plus the simulator's own (health, metrics, tokenizer, trace)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from loadbench.sim.server import SimServer, json_response
+from loadbench.sim.text import token_ids, tokenize
+
+__all__ = ["install"]
+
+
+def install(app: web.Application, server: SimServer) -> None:
+    """Add every route to ``app``."""
+    from loadbench.sim import openai
+
+    openai.install(app, server)
+
+    async def health(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def tokenize_route(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return json_response({"error": "request body is not valid JSON"}, 400)
+        content = body.get("content") if isinstance(body, dict) else None
+        if not isinstance(content, str):
+            return json_response({"error": "content must be a string"}, 400)
+        pieces = tokenize(content)
+        ids = token_ids(pieces)
+        if body.get("with_pieces"):
+            return json_response({"tokens": [{"id": i, "piece": p} for i, p in zip(ids, pieces, strict=True)]})
+        return json_response({"tokens": ids})
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=render_metrics(server), content_type="text/plain", charset="utf-8")
+
+    async def trace(request: web.Request) -> web.Response:
+        if server.trace is None:
+            return json_response({"error": "the trace is off (SimConfig.trace=False)"}, 404)
+        return web.Response(body=server.trace.contents(), content_type="application/x-ndjson")
+
+    async def config(request: web.Request) -> web.Response:
+        return web.Response(text=server.config.to_json(), content_type="application/json")
+
+    app.router.add_get("/health", health)
+    app.router.add_post("/tokenize", tokenize_route)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/sim/trace", trace)
+    app.router.add_get("/sim/config", config)
+
+
+def render_metrics(server: SimServer) -> str:
+    """Prometheus text exposition of the server's state, named after vLLM's metrics."""
+    engine = server.engine
+    stats = engine.stats
+    p = "loadbench_sim:"
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {p}{name} {help_text}")
+        lines.append(f"# TYPE {p}{name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{p}{name}{labels} {value:g}" if isinstance(value, float) else
+                         f"{p}{name}{labels} {value}")
+
+    metric("num_requests_running", "gauge", "Requests in the engine (prefilling or decoding).",
+           [("", engine.running)])
+    metric("num_requests_waiting", "gauge", "Requests queued for admission.", [("", engine.waiting)])
+    metric("kv_cache_usage_perc", "gauge", "Fraction of the KV cache holding tokens (1 = full).",
+           [("", round(engine.kv_usage, 6))])
+    metric("prompt_tokens_total", "counter", "Prompt tokens prefilled.", [("", stats.prompt_tokens)])
+    metric("generation_tokens_total", "counter", "Tokens generated (hidden reasoning included).",
+           [("", stats.generation_tokens)])
+    outcomes = dict.fromkeys(("ok", "fault", "client_gone", "error"), 0) | server.outcomes
+    metric("requests_total", "counter", "Finished requests by outcome.",
+           [(f'{{outcome="{k}"}}', v) for k, v in sorted(outcomes.items())])
+    metric("faults_total", "counter", "Faults injected by kind.",
+           [(f'{{kind="{k}"}}', v) for k, v in sorted(server.fault_counts.items())])
+    metric("engine_steps_total", "counter", "Engine steps run.", [("", stats.steps)])
+    metric("engine_late_seconds_total", "counter",
+           "How far behind its deadlines the step loop woke, summed (the simulator's own health).",
+           [("", round(stats.late_ns_total / 1e9, 6))])
+    metric("engine_reanchors_total", "counter",
+           "Times the step loop fell too far behind and re-anchored its deadlines.",
+           [("", stats.reanchors)])
+    return "\n".join(lines) + "\n"
