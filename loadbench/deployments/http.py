@@ -353,6 +353,16 @@ def status_failure(
     )
 
 
+def deadlines(record: RequestRecord, timeouts: Timeouts) -> tuple[float, float]:
+    """``(first_token_at, total_at)`` on the running loop's clock, anchored at ``record.sent_ns``
+    (stamped now if the caller has not)."""
+    if not record.sent_ns:
+        record.sent_ns = perf_counter_ns()
+    sent_loop_s = asyncio.get_running_loop().time() - (perf_counter_ns() - record.sent_ns) / 1e9
+    total_at = sent_loop_s + timeouts.total_s
+    return min(sent_loop_s + timeouts.first_token_s, total_at), total_at
+
+
 # ---------------------------------------------------------------------------------------------
 # The transport: one session per run.
 
@@ -469,13 +479,7 @@ class HttpSender:
         sse = self.wire.framing == "sse"
         decoder: SseDecoder | NdjsonDecoder = SseDecoder() if sse else NdjsonDecoder()
 
-        loop = asyncio.get_running_loop()
-        if not record.sent_ns:
-            record.sent_ns = perf_counter_ns()
-        # Deadlines on the loop clock, anchored at the record's sent stamp.
-        sent_loop_s = loop.time() - (perf_counter_ns() - record.sent_ns) / 1e9
-        total_at = sent_loop_s + self._timeouts.total_s
-        first_at = min(sent_loop_s + self._timeouts.first_token_s, total_at)
+        first_at, total_at = deadlines(record, self._timeouts)
         responded = False
         try:
             async with asyncio.timeout_at(first_at) as deadline:

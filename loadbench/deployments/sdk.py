@@ -1,0 +1,433 @@
+"""The second client path: the same requests through the official SDKs (``client="sdk"``).
+
+``ollama.AsyncClient``, ``openai.AsyncOpenAI`` and ``anthropic.AsyncAnthropic`` send the bodies the
+dialect modules build (extension fields such as ``ignore_eos`` through ``extra_body``) and stamp the
+same record fields as the aiohttp path, so the two can be compared. Each SDK gets its own
+``httpx.AsyncClient`` whose pool is sized to the run (httpx's default of 100 connections would cap
+concurrency), no SDK retries, and only a connect timeout: the per-request deadlines are ours, as
+on the aiohttp path. SDK exceptions become ``RequestFailed`` in one place, ``translate_sdk``.
+
+The SDKs are imported lazily; without them, choosing ``client="sdk"`` is a ``ConfigError`` naming
+the ``sdk`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from loadbench.deployments.base import ClientSettings, Timeouts
+from loadbench.deployments.http import deadlines, redact, status_failure, translate
+from loadbench.deployments.wire.anthropic import AnthropicWire
+from loadbench.deployments.wire.anthropic import apply_usage as anthropic_usage
+from loadbench.deployments.wire.ollama import OllamaWire, apply_done
+from loadbench.deployments.wire.openai import OpenAIWire, apply_usage, llamacpp_timings
+from loadbench.errors import ConfigError, ErrorCategory, RequestFailed
+from loadbench.metrics.record import RequestRecord
+from loadbench.wire import REQUEST_ID_HEADER, USER_AGENT
+from loadbench.workloads.prompt import Prompt
+
+if TYPE_CHECKING:
+    import httpx
+
+    from loadbench.deployments.remote import Remote
+
+# Fields the SDK methods take as named arguments; anything else in a body goes via extra_body.
+_OPENAI_ARGS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "reasoning_effort",
+        "temperature",
+        "seed",
+    }
+)
+
+# The request id of the request being sent in this task, for SDKs with no per-request headers.
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("loadbench_request_id", default=None)
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigError(f"client='sdk' needs the {name!r} package: pip install 'loadbench[sdk]'") from None
+
+
+def _httpx_client(settings: ClientSettings, **kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client pooled for the run: ``pool_size`` connections (0: unbounded)."""
+    httpx = _import("httpx")
+    size = settings.pool_size or None
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0),
+        timeout=httpx.Timeout(None, connect=settings.timeouts.connect_s),
+        **kwargs,
+    )
+
+
+def _v1_root(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
+def _api_root(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
+# ---------------------------------------------------------------------------------------------
+# The one translation boundary for SDK exceptions.
+
+
+def translate_sdk(
+    exc: BaseException,
+    *,
+    responded: bool = False,
+    first_token: bool = False,
+    secret: str | None = None,
+) -> RequestFailed:
+    """Map an exception from the openai / anthropic / ollama SDKs (or httpx beneath them) to
+    ``RequestFailed``, chaining ``exc``. Arguments as for ``http.translate``."""
+    failed = _sdk_failure(exc, responded=responded, first_token=first_token, secret=secret)
+    if failed is not exc:
+        failed.__cause__ = exc
+    return failed
+
+
+def _sdk_failure(exc: BaseException, *, responded: bool, first_token: bool, secret: str | None) -> RequestFailed:
+    C = ErrorCategory
+    if isinstance(exc, RequestFailed):
+        return exc
+    module = type(exc).__module__.split(".", 1)[0]
+    if module in ("openai", "anthropic"):
+        sdk = importlib.import_module(module)
+        if isinstance(exc, sdk.APIStatusError) and exc.status_code >= 300:
+            body = exc.body if exc.body is not None else exc.message
+            raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
+            return status_failure(exc.status_code, raw, exc.response.headers, secret)
+        if isinstance(exc, sdk.APIConnectionError):  # includes APITimeoutError
+            cause = exc.__cause__
+            if cause is not None:
+                return _sdk_failure(cause, responded=responded, first_token=first_token, secret=secret)
+            return RequestFailed(C.CONNECT, redact(exc.message, secret))
+        if isinstance(exc, sdk.APIError):
+            # An error event inside a 200 stream (openai: APIError; anthropic: a status error
+            # carrying the 200 response).
+            return _stream_error(exc.body, exc.message, secret)
+    if module == "ollama":
+        ollama = importlib.import_module("ollama")
+        if isinstance(exc, ollama.ResponseError):
+            message = redact(str(exc.error), secret)[:200]
+            if exc.status_code is None or exc.status_code < 300:
+                return RequestFailed(C.STREAM_ERROR, f"in-stream error: {message}")
+            raw = orjson.dumps({"error": message})
+            return status_failure(exc.status_code, raw, {}, secret)
+    if module == "httpx":
+        return _httpx_failure(exc, responded=responded, first_token=first_token)
+    if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ == "ValidationError":
+        return RequestFailed(C.MALFORMED, f"unparsable chunk: {type(exc).__name__}")
+    return translate(exc, responded=responded, first_token=first_token)
+
+
+def _stream_error(body: Any, message: str, secret: str | None) -> RequestFailed:
+    kind = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            kind = inner.get("type")
+            message = str(inner.get("message") or message)
+    category = ErrorCategory.OVERLOADED if kind == "overloaded_error" else ErrorCategory.STREAM_ERROR
+    return RequestFailed(category, f"in-stream error: {redact(str(message), secret)[:200]}")
+
+
+def _httpx_failure(exc: BaseException, *, responded: bool, first_token: bool) -> RequestFailed:
+    import httpx
+
+    C = ErrorCategory
+    if isinstance(exc, httpx.ConnectTimeout):
+        return RequestFailed(C.CONNECT_TIMEOUT, "timed out opening a connection")
+    if isinstance(exc, httpx.TimeoutException):
+        category = C.TOTAL_TIMEOUT if first_token else C.FIRST_TOKEN_TIMEOUT
+        return RequestFailed(category, f"httpx timeout ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc)
+        if "refused" in text.lower() or "[Errno 111]" in text:
+            return RequestFailed(C.CONNECT, "connection refused")
+        return RequestFailed(C.CONNECT, f"connection failed: {text[:200]}")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        if responded:
+            return RequestFailed(C.STREAM_RESET, f"connection dropped mid-stream: {str(exc)[:200]}")
+        return RequestFailed(C.CONNECT, f"connection failed: {str(exc)[:200]}")
+    if isinstance(exc, httpx.DecodingError):
+        return RequestFailed(C.MALFORMED, f"undecodable body: {str(exc)[:200]}")
+    if isinstance(exc, httpx.TransportError):
+        category = C.STREAM_RESET if responded else C.CONNECT
+        return RequestFailed(category, f"{type(exc).__name__}: {str(exc)[:200]}")
+    return RequestFailed(C.CLIENT, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Senders.
+
+
+class _SdkSender:
+    """Deadline and error handling shared by the three SDK senders; subclasses stream."""
+
+    secret: str | None = None
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.timeouts = timeouts
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        first_at, total_at = deadlines(record, self.timeouts)
+        state = [False]  # responded
+        try:
+            async with asyncio.timeout_at(first_at) as deadline:
+                await self._stream(prompt, record, deadline, total_at, state)
+        except RequestFailed:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failed = translate_sdk(
+                exc,
+                responded=state[0],
+                first_token=bool(record.first_token_ns),
+                secret=self.secret,
+            )
+            raise failed from exc
+
+    async def _stream(
+        self,
+        prompt: Prompt,
+        record: RequestRecord,
+        deadline: asyncio.Timeout,
+        total_at: float,
+        state: list[bool],
+    ) -> None:
+        raise NotImplementedError
+
+
+class OpenAISdkSender(_SdkSender):
+    """Chat completions through ``openai.AsyncOpenAI``.
+
+    The SDK hides ``[DONE]``, so a stream counts as complete when it carried a ``finish_reason``
+    or the usage chunk; otherwise it is TRUNCATED.
+    """
+
+    def __init__(self, client: Any, wire: OpenAIWire, timeouts: Timeouts, secret: str | None):
+        super().__init__(timeouts)
+        self.client = client
+        self.wire = wire
+        self.secret = secret
+
+    async def _stream(self, prompt, record, deadline, total_at, state) -> None:
+        body = self.wire.body(prompt)
+        body.pop("stream", None)
+        kwargs = {k: v for k, v in body.items() if k in _OPENAI_ARGS}
+        extra = {k: v for k, v in body.items() if k not in _OPENAI_ARGS}
+        stream = await self.client.chat.completions.create(
+            stream=True,
+            extra_body=extra or None,
+            extra_headers={REQUEST_ID_HEADER: record.request_id},
+            **kwargs,
+        )
+        state[0] = True
+        complete = False
+        waiting_first = True
+        last_ns = 0
+        async for chunk in stream:
+            last_ns = perf_counter_ns()
+            choices = chunk.choices
+            if choices:
+                choice = choices[0]
+                delta = choice.delta
+                if delta is not None:
+                    content = delta.content
+                    if content:
+                        record.token(last_ns)
+                        if record.text is not None:
+                            record.text.append(content)
+                    elif getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None):
+                        record.token(last_ns, reasoning=True)
+                if choice.finish_reason:
+                    complete = True
+            usage = chunk.usage
+            if usage is not None:
+                complete = True
+                apply_usage(record, usage.model_dump(exclude_none=True))
+            timings = getattr(chunk, "timings", None)
+            if timings:
+                record.server = llamacpp_timings(timings)
+            if waiting_first and record.first_token_ns:
+                waiting_first = False
+                deadline.reschedule(total_at)
+        record.end_ns = last_ns or perf_counter_ns()
+        if not complete:
+            raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+
+
+class AnthropicSdkSender(_SdkSender):
+    """Messages through ``anthropic.AsyncAnthropic`` (raw events, ``stream=True``)."""
+
+    def __init__(self, client: Any, wire: AnthropicWire, timeouts: Timeouts, secret: str | None):
+        super().__init__(timeouts)
+        self.client = client
+        self.wire = wire
+        self.secret = secret
+
+    async def _stream(self, prompt, record, deadline, total_at, state) -> None:
+        body = self.wire.body(prompt)
+        body.pop("stream", None)
+        stream = await self.client.messages.create(
+            stream=True, extra_headers={REQUEST_ID_HEADER: record.request_id}, **body
+        )
+        state[0] = True
+        done = False
+        waiting_first = True
+        last_ns = 0
+        async for event in stream:
+            last_ns = perf_counter_ns()
+            kind = event.type
+            if kind == "content_block_delta":
+                delta = event.delta
+                if delta.type == "text_delta" and delta.text:
+                    record.token(last_ns)
+                    if record.text is not None:
+                        record.text.append(delta.text)
+                elif delta.type == "thinking_delta" and delta.thinking:
+                    record.token(last_ns, reasoning=True)
+            elif kind == "message_delta":
+                if event.usage is not None:
+                    anthropic_usage(record, event.usage.model_dump(exclude_none=True))
+            elif kind == "message_start":
+                anthropic_usage(record, event.message.usage.model_dump(exclude_none=True))
+            elif kind == "message_stop":
+                done = True
+            if waiting_first and record.first_token_ns:
+                waiting_first = False
+                deadline.reschedule(total_at)
+        record.end_ns = last_ns or perf_counter_ns()
+        if not done:
+            raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+
+
+class OllamaSdkSender(_SdkSender):
+    """``/api/chat`` or ``/api/generate`` through ``ollama.AsyncClient``."""
+
+    def __init__(self, client: Any, wire: OllamaWire, timeouts: Timeouts):
+        super().__init__(timeouts)
+        self.client = client
+        self.wire = wire
+
+    async def _stream(self, prompt, record, deadline, total_at, state) -> None:
+        body = self.wire.body(prompt)
+        body.pop("stream", None)
+        chat = self.wire.api == "chat"
+        token = _REQUEST_ID.set(record.request_id)
+        try:
+            method = self.client.chat if chat else self.client.generate
+            parts = await method(stream=True, **body)
+            done = False
+            waiting_first = True
+            last_ns = 0
+            async for part in parts:
+                last_ns = perf_counter_ns()
+                state[0] = True
+                if chat:
+                    message = part.message
+                    content = message.content if message is not None else None
+                    thinking = message.thinking if message is not None else None
+                else:
+                    content = part.response
+                    thinking = part.thinking
+                if content:
+                    record.token(last_ns)
+                    if record.text is not None:
+                        record.text.append(content)
+                elif thinking:
+                    record.token(last_ns, reasoning=True)
+                if part.done:
+                    done = True
+                    apply_done(record, part.model_dump(exclude_none=True))
+                if waiting_first and record.first_token_ns:
+                    waiting_first = False
+                    deadline.reschedule(total_at)
+        finally:
+            _REQUEST_ID.reset(token)
+        record.end_ns = last_ns or perf_counter_ns()
+        if not done:
+            raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+
+
+async def _add_request_id(request: httpx.Request) -> None:
+    request_id = _REQUEST_ID.get()
+    if request_id is not None:
+        request.headers[REQUEST_ID_HEADER] = request_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening.
+
+
+@asynccontextmanager
+async def open_remote_sdk(
+    remote: Remote, wire: Any, base_url: str, key: str | None, settings: ClientSettings
+) -> AsyncIterator[_SdkSender]:
+    """A sender for ``remote`` through the openai or anthropic SDK; closes its client on exit."""
+    # The SDKs insist on some key; the simulator and keyless compatible servers ignore it.
+    api_key = key or "unused"
+    http_client = _httpx_client(settings)
+    try:
+        if remote.dialect == "anthropic":
+            anthropic = _import("anthropic")
+            client = anthropic.AsyncAnthropic(
+                api_key=api_key,
+                base_url=_api_root(base_url),
+                max_retries=0,
+                http_client=http_client,
+                default_headers={"User-Agent": USER_AGENT},
+            )
+            sender: _SdkSender = AnthropicSdkSender(client, wire, settings.timeouts, key)
+        else:
+            openai = _import("openai")
+            client = openai.AsyncOpenAI(
+                api_key=api_key,
+                base_url=_v1_root(base_url),
+                max_retries=0,
+                http_client=http_client,
+                default_headers={"User-Agent": USER_AGENT},
+            )
+            sender = OpenAISdkSender(client, wire, settings.timeouts, key)
+        yield sender
+    finally:
+        await http_client.aclose()
+
+
+@asynccontextmanager
+async def open_ollama_sdk(wire: OllamaWire, base_url: str, settings: ClientSettings) -> AsyncIterator[_SdkSender]:
+    """A sender through ``ollama.AsyncClient``; closes its client on exit."""
+    ollama = _import("ollama")
+    httpx = _import("httpx")
+    size = settings.pool_size or None
+    client = ollama.AsyncClient(
+        host=base_url,
+        timeout=httpx.Timeout(None, connect=settings.timeouts.connect_s),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0),
+        event_hooks={"request": [_add_request_id]},
+    )
+    try:
+        yield OllamaSdkSender(client, wire, settings.timeouts)
+    finally:
+        await client._client.aclose()
