@@ -128,5 +128,7 @@ def fast_percentiles(hists: Sequence[HdrHistogram], percentiles: Sequence[float]
     for p in percentiles:
         target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
         index = int(np.searchsorted(cumulative, target))
-        out.append(first.get_highest_equivalent_value(first.get_value_from_index(index)))
+        value = first.get_value_from_index(index)
+        # hdrh reports the 0th percentile as the lowest value of its bucket, the others as the highest.
+        out.append(first.get_highest_equivalent_value(value) if p else first.get_lowest_equivalent_value(value))
     return out
