@@ -1,0 +1,346 @@
+"""The scheduler against a small in-test sender that sleeps and stamps tokens.
+
+Timing assertions compare orders and relations (intended <= sent, next intended >= previous end),
+never absolute latencies, except for generous upper bounds on how long a run may take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from itertools import islice
+
+import numpy as np
+import pytest
+
+from loadbench.errors import ErrorCategory, RequestFailed
+from loadbench.load.plans import NS_PER_S, Burst, Concurrency, Constant, Poisson, Stop
+from loadbench.load.scheduler import RunTiming, Scheduler
+from loadbench.metrics.record import RequestRecord
+from loadbench.workloads.prompt import Prompt
+
+
+class SleepySender:
+    """Waits ``delay_s(record)`` seconds, stamps ``tokens`` chunks, ends; tracks requests in flight."""
+
+    def __init__(
+        self,
+        delay_s: float | Callable[[RequestRecord], float] = 0.01,
+        tokens: int = 3,
+        fail: Callable[[RequestRecord], BaseException | None] | None = None,
+    ) -> None:
+        self._delay = delay_s if callable(delay_s) else (lambda _r: delay_s)
+        self._tokens = tokens
+        self._fail = fail
+        self.active = 0
+        self.max_active = 0
+        self.calls = 0
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        assert record.sent_ns, "the scheduler stamps sent_ns before calling send"
+        self.calls += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            await asyncio.sleep(self._delay(record))
+            if self._fail is not None and (exc := self._fail(record)) is not None:
+                raise exc
+            for _ in range(self._tokens):
+                record.token(time.perf_counter_ns())
+            record.output_tokens = self._tokens
+            record.end_ns = time.perf_counter_ns()
+        finally:
+            self.active -= 1
+
+
+def prompts():
+    return itertools.repeat(Prompt.user("hello", target_output_tokens=3))
+
+
+class Run:
+    """One scheduler run: the records in arrival order, the timing, and the scheduler."""
+
+    def __init__(self, plan, stop: Stop, sender: SleepySender, *, seed: int = 0,
+                 during: Callable[[Scheduler], object] | None = None) -> None:
+        self.records: list[RequestRecord] = []
+        self.seen_ids: list[str] = []
+
+        def on_record(record: RequestRecord, prompt: Prompt) -> None:
+            assert record.status != "pending"
+            self.records.append(record)
+            self.seen_ids.append(record.request_id)
+
+        self.scheduler = Scheduler(
+            plan=plan, stop=stop, sender=sender, prompts=prompts(), on_record=on_record, run_id="t", seed=seed
+        )
+
+        async def main() -> RunTiming:
+            side = None
+            if during is not None:
+                side = asyncio.ensure_future(during(self.scheduler))  # type: ignore[arg-type]
+            timing = await self.scheduler.run()
+            if side is not None:
+                await side
+            return timing
+
+        t0 = time.monotonic()
+        self.timing = asyncio.run(main())
+        self.wall_s = time.monotonic() - t0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.records if r.status == status)
+
+    def by_index(self) -> list[RequestRecord]:
+        return sorted(self.records, key=lambda r: r.index)
+
+
+def check_accounting(run: Run) -> None:
+    """scheduled = ok + failed + cancelled, and every record reached on_record exactly once."""
+    s = run.scheduler
+    assert s.scheduled == run.count("ok") + run.count("failed") + run.count("cancelled")
+    assert len(run.records) == s.scheduled
+    assert len(set(run.seen_ids)) == len(run.seen_ids)
+    assert sorted(r.index for r in run.records) == list(range(s.scheduled))
+    assert s.in_flight == 0
+    t = run.timing
+    assert t.start_ns <= t.scheduling_stopped_ns <= t.end_ns
+    for r in run.records:
+        assert r.end_ns, r
+        if r.sent_ns:
+            assert r.sent_ns >= r.intended_ns, "never sent before its intended time"
+
+
+def expected_offsets(plan, n: int, seed: int = 0) -> list[int]:
+    return list(islice(plan.offsets_ns(np.random.default_rng(seed)), n))
+
+
+# -- open loop ----------------------------------------------------------------------------------
+
+
+def test_open_loop_stops_after_the_requests_and_intends_exactly_the_plan_offsets() -> None:
+    plan = Constant(rate_per_s=200.0)
+    run = Run(plan, Stop(requests=25), SleepySender(0.005))
+    check_accounting(run)
+    assert run.scheduler.scheduled == 25 and run.count("ok") == 25
+    assert run.timing.stopped_by == "requests"
+    start = run.timing.start_ns
+    assert [r.intended_ns - start for r in run.by_index()] == expected_offsets(plan, 25)
+
+
+def test_open_loop_poisson_intended_times_are_the_seeded_plan_offsets() -> None:
+    plan = Poisson(rate_per_s=300.0)
+    run = Run(plan, Stop(requests=40), SleepySender(0.002), seed=7)
+    check_accounting(run)
+    start = run.timing.start_ns
+    assert [r.intended_ns - start for r in run.by_index()] == expected_offsets(plan, 40, seed=7)
+    assert [r.intended_ns - start for r in run.by_index()] != expected_offsets(plan, 40, seed=8)
+
+
+def test_open_loop_stops_at_the_duration() -> None:
+    run = Run(Constant(rate_per_s=100.0), Stop(duration_s=0.3), SleepySender(0.005))
+    check_accounting(run)
+    # Offsets 0, 10 ms, ..., 290 ms fall inside 0.3 s; 300 ms does not.
+    assert run.scheduler.scheduled == 30
+    assert run.timing.stopped_by == "duration"
+    start = run.timing.start_ns
+    assert all(r.intended_ns - start < 0.3 * NS_PER_S for r in run.records)
+
+
+def test_open_loop_waits_out_the_duration_when_the_next_request_falls_after_it() -> None:
+    run = Run(Constant(rate_per_s=2.0), Stop(duration_s=0.3), SleepySender(0.001))
+    check_accounting(run)
+    assert run.scheduler.scheduled == 1
+    assert run.timing.scheduling_stopped_ns - run.timing.start_ns >= 0.3 * NS_PER_S
+    assert run.timing.stopped_by == "duration"
+
+
+def test_finite_plan_ends_the_run_without_waiting_for_the_duration() -> None:
+    run = Run(Burst(size=4, every_s=0.05, waves=3), Stop(duration_s=20), SleepySender(0.01))
+    check_accounting(run)
+    assert run.scheduler.scheduled == 12
+    assert run.timing.stopped_by == "plan"
+    assert run.wall_s < 5
+    start = run.timing.start_ns
+    assert [r.intended_ns - start for r in run.by_index()] == [w * 50_000_000 for w in range(3) for _ in range(4)]
+
+
+def test_phases_are_stamped_from_the_stop_rule() -> None:
+    run = Run(Constant(rate_per_s=500.0), Stop(requests=10, warmup_requests=3), SleepySender(0.001))
+    check_accounting(run)
+    assert [r.phase for r in run.by_index()] == ["warmup"] * 3 + ["measured"] * 7
+
+
+def test_max_concurrency_caps_in_flight_and_the_wait_shows_as_dispatch_lag() -> None:
+    plan = Constant(rate_per_s=1000.0, max_concurrency=2)
+    sender = SleepySender(0.02)
+    run = Run(plan, Stop(requests=20), sender)
+    check_accounting(run)
+    assert run.count("ok") == 20
+    assert sender.max_active == 2  # reached, never exceeded
+    records = run.by_index()
+    # Intended times keep to the plan; the wait for a slot is not hidden by moving them.
+    start = run.timing.start_ns
+    assert [r.intended_ns - start for r in records] == expected_offsets(plan, 20)
+    lags_s = [(r.sent_ns - r.intended_ns) / NS_PER_S for r in records]
+    # 2 slots, 20 ms each, a request every 1 ms: request i waits about (i // 2) * 20 ms - i ms.
+    assert sum(lags_s[-5:]) / 5 > sum(lags_s[:5]) / 5 + 0.05
+    assert max(lags_s) > 0.1
+
+
+def test_uncapped_open_loop_does_not_wait_for_answers() -> None:
+    sender = SleepySender(0.2)
+    run = Run(Constant(rate_per_s=200.0), Stop(requests=20), sender)
+    check_accounting(run)
+    # 20 requests arrive over 95 ms while each takes 200 ms: all are in flight together.
+    assert sender.max_active == 20
+
+
+# -- closed loop --------------------------------------------------------------------------------
+
+
+def test_closed_loop_never_exceeds_users_and_each_user_waits_for_its_answer() -> None:
+    sender = SleepySender(0.01)
+    run = Run(Concurrency(3), Stop(requests=30), sender)
+    check_accounting(run)
+    assert run.scheduler.scheduled == 30 and run.count("ok") == 30
+    assert run.timing.stopped_by == "requests"
+    assert sender.max_active == 3
+    assert {r.user for r in run.records} == {0, 1, 2}
+    for user in range(3):
+        mine = sorted((r for r in run.records if r.user == user), key=lambda r: r.intended_ns)
+        assert len(mine) >= 2
+        for prev, nxt in zip(mine, mine[1:], strict=False):
+            assert nxt.intended_ns >= prev.end_ns
+
+
+def test_closed_loop_think_time_separates_answer_and_next_request() -> None:
+    run = Run(Concurrency(2, think_s=0.03), Stop(requests=8), SleepySender(0.005))
+    check_accounting(run)
+    for user in range(2):
+        mine = sorted((r for r in run.records if r.user == user), key=lambda r: r.intended_ns)
+        for prev, nxt in zip(mine, mine[1:], strict=False):
+            assert nxt.intended_ns - prev.end_ns >= 0.03 * NS_PER_S
+            assert nxt.sent_ns >= nxt.intended_ns
+
+
+def test_closed_loop_stops_at_the_duration() -> None:
+    sender = SleepySender(0.02)
+    run = Run(Concurrency(2), Stop(duration_s=0.25), sender)
+    check_accounting(run)
+    assert run.timing.stopped_by == "duration"
+    assert run.count("ok") == run.scheduler.scheduled >= 4
+    assert sender.max_active == 2
+    start = run.timing.start_ns
+    assert all(r.intended_ns - start < 0.25 * NS_PER_S for r in run.records)
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+def test_request_failed_is_counted_with_its_category_and_the_run_goes_on() -> None:
+    def fail(r: RequestRecord) -> BaseException | None:
+        if r.index % 3 == 0:
+            return RequestFailed(ErrorCategory.RATE_LIMITED, "slow down", http_status=429)
+        return None
+
+    run = Run(Constant(rate_per_s=500.0), Stop(requests=12), SleepySender(0.002, fail=fail))
+    check_accounting(run)
+    failed = [r for r in run.records if r.status == "failed"]
+    assert sorted(r.index for r in failed) == [0, 3, 6, 9]
+    for r in failed:
+        assert (r.error, r.error_detail, r.http_status) == ("rate_limited", "slow down", 429)
+    assert run.count("ok") == 8
+    assert all(r.error is None for r in run.records if r.status == "ok")
+
+
+def test_an_unexpected_exception_counts_as_a_client_failure_and_does_not_crash() -> None:
+    def fail(r: RequestRecord) -> BaseException | None:
+        return ValueError("boom") if r.index in (1, 4) else None
+
+    for plan in (Constant(rate_per_s=500.0), Concurrency(2)):
+        run = Run(plan, Stop(requests=8), SleepySender(0.002, fail=fail))
+        check_accounting(run)
+        failed = sorted((r for r in run.records if r.status == "failed"), key=lambda r: r.index)
+        assert [r.index for r in failed] == [1, 4]
+        assert all(r.error == "client" for r in failed)
+        assert all("ValueError" in r.error_detail and "boom" in r.error_detail for r in failed)
+        assert run.count("ok") == 6
+
+
+# -- stopping -----------------------------------------------------------------------------------
+
+
+def stop_after(delay_s: float, times: int = 1, between_s: float = 0.05):
+    async def during(scheduler: Scheduler) -> None:
+        await asyncio.sleep(delay_s)
+        for i in range(times):
+            if i:
+                await asyncio.sleep(between_s)
+            scheduler.request_stop()
+
+    return during
+
+
+def test_stop_lets_in_flight_requests_finish_within_the_drain() -> None:
+    run = Run(Constant(rate_per_s=100.0), Stop(duration_s=30, drain_s=10), SleepySender(0.15),
+              during=stop_after(0.2))
+    check_accounting(run)
+    assert run.timing.stopped_by == "signal"
+    assert run.scheduler.scheduled >= 5
+    assert run.count("ok") == run.scheduler.scheduled  # all drained, none cancelled
+    assert run.wall_s < 5
+
+
+def test_stop_cancels_what_outlives_a_short_drain_and_counts_it() -> None:
+    # Even requests are quick, odd ones would take 30 s; the drain is 50 ms.
+    sender = SleepySender(lambda r: 0.005 if r.index % 2 == 0 else 30.0)
+    run = Run(Constant(rate_per_s=100.0), Stop(duration_s=60, drain_s=0.05), sender, during=stop_after(0.2))
+    check_accounting(run)
+    assert run.timing.stopped_by == "signal"
+    assert run.wall_s < 5
+    cancelled = [r for r in run.records if r.status == "cancelled"]
+    assert cancelled and run.count("ok") > 0
+    assert all(r.index % 2 == 1 for r in cancelled)
+    assert run.count("cancelled") + run.count("ok") == run.scheduler.scheduled
+
+
+def test_capped_requests_waiting_for_a_slot_are_cancelled_too() -> None:
+    plan = Constant(rate_per_s=200.0, max_concurrency=1)
+    run = Run(plan, Stop(duration_s=60, drain_s=0.05), SleepySender(30.0), during=stop_after(0.1))
+    check_accounting(run)
+    assert run.scheduler.scheduled >= 5
+    assert run.count("cancelled") == run.scheduler.scheduled
+    waiting = [r for r in run.records if not r.sent_ns]
+    assert len(waiting) == run.scheduler.scheduled - 1  # only one got a slot
+
+
+def test_second_stop_cancels_at_once() -> None:
+    run = Run(Constant(rate_per_s=100.0), Stop(duration_s=60, drain_s=30), SleepySender(30.0),
+              during=stop_after(0.15, times=2))
+    check_accounting(run)
+    assert run.wall_s < 5  # neither the 30 s drain nor the 30 s requests were waited for
+    assert run.scheduler.scheduled >= 3
+    assert run.count("cancelled") == run.scheduler.scheduled
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_closed_loop_stop_cancels_users_in_flight(times: int) -> None:
+    drain_s = 0.05 if times == 1 else 30.0
+    run = Run(Concurrency(4), Stop(duration_s=60, drain_s=drain_s), SleepySender(30.0),
+              during=stop_after(0.1, times=times))
+    check_accounting(run)
+    assert run.timing.stopped_by == "signal"
+    assert run.wall_s < 5
+    assert run.scheduler.scheduled == 4
+    assert run.count("cancelled") == 4
+
+
+def test_stop_during_a_long_gap_is_not_delayed_until_the_next_request() -> None:
+    # One request, then the next is 20 s away: the stop must not wait for it.
+    run = Run(Constant(rate_per_s=0.05), Stop(duration_s=60), SleepySender(0.001), during=stop_after(0.1))
+    check_accounting(run)
+    assert run.scheduler.scheduled == 1
+    assert run.timing.stopped_by == "signal"
+    assert run.wall_s < 5
