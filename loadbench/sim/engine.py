@@ -36,6 +36,9 @@ MAX_CATCH_UP_NS = 20_000_000
 class Sequence:
     """One request inside the engine: its prompt, its output limit and what it has produced.
 
+    Stamps are ``perf_counter_ns``: ``queued_ns`` (submitted), ``admitted_ns`` (given a slot),
+    ``first_ns`` / ``last_ns`` (the engine released the first / latest token).
+
     ``ready`` counts tokens released but not yet taken by the handler; ``finished`` is set once the
     last token is released (or the sequence is cancelled).
     """
@@ -44,7 +47,9 @@ class Sequence:
         "admitted_ns",
         "cancelled",
         "finished",
+        "first_ns",
         "generated",
+        "last_ns",
         "max_new",
         "prefilled",
         "prompt_tokens",
@@ -64,6 +69,8 @@ class Sequence:
         self.waiter: asyncio.Future[None] | None = None
         self.queued_ns = 0
         self.admitted_ns = 0
+        self.first_ns = 0  # when the engine released the first token
+        self.last_ns = 0  # when the engine released the latest token
 
     @property
     def kv_need(self) -> int:
@@ -210,7 +217,10 @@ class Engine:
             self._kv_reserved += seq.kv_need
             self._prefilling.append(seq)
 
-    def _emit(self, seq: Sequence) -> None:
+    def _emit(self, seq: Sequence, now_ns: int) -> None:
+        if not seq.first_ns:
+            seq.first_ns = now_ns
+        seq.last_ns = now_ns
         seq.generated += 1
         seq.ready += 1
         self._kv_used += 1
@@ -264,9 +274,10 @@ class Engine:
                 await sleep(0)  # let handlers write what the last step released
             stats.steps += 1
             # Release the step's tokens.
+            now = clock()
             for seq in decoders:
                 if not seq.finished:
-                    self._emit(seq)
+                    self._emit(seq, now)
             for seq, n in prefill:
                 if seq.finished:
                     continue
@@ -276,4 +287,4 @@ class Engine:
                 if seq.prefilled >= seq.prompt_tokens:
                     self._prefilling.remove(seq)
                     self._decoding.append(seq)
-                    self._emit(seq)
+                    self._emit(seq, now)

@@ -21,7 +21,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from loadbench.sim.server import BadRequest, Exchange, Generation, SimServer, json_response
+from loadbench.sim.server import (
+    BadRequest,
+    Exchange,
+    Generation,
+    SimServer,
+    json_response,
+    positive_int,
+    read_json,
+    retry_after_header,
+)
 from loadbench.sim.text import message_text
 
 __all__ = ["OpenAIDialect", "install"]
@@ -43,15 +52,10 @@ class OpenAIDialect:
 
     def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
         etype, code = _ERROR_TYPES.get(status, ("server_error", "error"))
-        headers = {"Retry-After": _retry_after(retry_after_s)} if retry_after_s is not None else None
+        headers = {"Retry-After": retry_after_header(retry_after_s)} if retry_after_s is not None else None
         return json_response(
             {"error": {"message": message, "type": etype, "param": None, "code": code}}, status, headers
         )
-
-
-def _retry_after(seconds: float | None) -> str:
-    # Retry-After is whole seconds on the wire; round up so a client never retries early.
-    return str(max(0, int(-(-float(seconds or 0) // 1))))
 
 
 def _usage(gen: Generation) -> dict[str, Any]:
@@ -183,17 +187,6 @@ class CompletionEncoder(ChatEncoder):
         return orjson.dumps(data)
 
 
-def _positive_int(body: dict[str, Any], *names: str) -> int | None:
-    for name in names:
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadRequest(400, f"{name} must be a positive integer, got {value!r}")
-        return value
-    return None
-
-
 def _common(body: dict[str, Any]) -> tuple[str, bool, int | None, bool, int, bool]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -204,7 +197,7 @@ def _common(body: dict[str, Any]) -> tuple[str, bool, int | None, bool, int, boo
     n = body.get("n", 1)
     if n not in (1, None):
         raise BadRequest(400, f"the simulator serves n=1 only, got n={n!r}")
-    limit = _positive_int(body, "max_completion_tokens", "max_tokens")
+    limit = positive_int(body, "max_completion_tokens", "max_tokens")
     ignore_eos = bool(body.get("ignore_eos", False))
     min_tokens = body.get("min_tokens") or 0
     if isinstance(min_tokens, bool) or not isinstance(min_tokens, int) or min_tokens < 0:
@@ -214,16 +207,6 @@ def _common(body: dict[str, Any]) -> tuple[str, bool, int | None, bool, int, boo
     return model, stream, limit, ignore_eos, min_tokens, include_usage
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(400, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest(400, "request body must be a JSON object")
-    return body
-
-
 def install(app: web.Application, server: SimServer) -> None:
     """Add the OpenAI-dialect routes to ``app``."""
     dialect = OpenAIDialect()
@@ -231,7 +214,7 @@ def install(app: web.Application, server: SimServer) -> None:
     async def chat(request: web.Request) -> web.StreamResponse:
         ex = server.new_exchange(request)
         try:
-            body = await _read_json(request)
+            body = await read_json(request)
             model, stream, limit, ignore_eos, min_tokens, include_usage = _common(body)
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
@@ -256,7 +239,7 @@ def install(app: web.Application, server: SimServer) -> None:
     async def completions(request: web.Request) -> web.StreamResponse:
         ex = server.new_exchange(request)
         try:
-            body = await _read_json(request)
+            body = await read_json(request)
             model, stream, limit, ignore_eos, min_tokens, include_usage = _common(body)
             prompt = body.get("prompt")
             if isinstance(prompt, list) and len(prompt) == 1:

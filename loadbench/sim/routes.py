@@ -12,9 +12,11 @@ __all__ = ["install"]
 
 def install(app: web.Application, server: SimServer) -> None:
     """Add every route to ``app``."""
-    from loadbench.sim import openai
+    from loadbench.sim import anthropic, ollama, openai
 
     openai.install(app, server)
+    anthropic.install(app, server)
+    ollama.install(app, server)
 
     async def health(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})

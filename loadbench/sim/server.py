@@ -32,7 +32,17 @@ from loadbench.sim.text import WordSource, count_tokens, tokenize
 from loadbench.sim.trace import TraceLog
 from loadbench.wire import REQUEST_ID_HEADER
 
-__all__ = ["BadRequest", "Encoder", "Exchange", "Generation", "SimServer"]
+__all__ = [
+    "BadRequest",
+    "Encoder",
+    "Exchange",
+    "Generation",
+    "SimServer",
+    "json_response",
+    "positive_int",
+    "read_json",
+    "retry_after_header",
+]
 
 # Mid-stream faults strike after ``after_tokens`` token-bearing chunks; the others before any byte.
 HTTP_FAULTS = {"429": 429, "500": 500, "503": 503, "529": 529}
@@ -486,7 +496,7 @@ class SimServer:
             body = enc.body(usage=mid != "truncate")
             if mid == "malformed":
                 body = body[: max(1, len(body) // 2)]
-            resp = web.Response(body=body, headers={"Content-Type": enc.content_type})
+            resp = web.Response(body=body, content_type="application/json")
             ex.tokens_sent = len(gen.answer) + (len(gen.reasoning) if gen.reasoning_visible else 0)
         try:
             # Send it here rather than on return, so the stamp is the write's.
@@ -527,6 +537,32 @@ class SimServer:
             rec = self._record(ex, status, "error", None)
             rec["dialect"] = dialect
             self.trace.add(rec)
+
+
+def retry_after_header(seconds: float | None) -> str:
+    # Retry-After is whole seconds on the wire; round up so a client never retries early.
+    return str(max(0, int(-(-float(seconds or 0) // 1))))
+
+
+def positive_int(body: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequest(400, f"{name} must be a positive integer, got {value!r}")
+        return value
+    return None
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, "request body must be a JSON object")
+    return body
 
 
 def _fault_message(status: int) -> str:
