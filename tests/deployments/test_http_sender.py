@@ -19,16 +19,12 @@ SECRET = "sk-testsecret0123456789abcdef"
 
 
 def record(i: int = 0) -> RequestRecord:
-    return RequestRecord(
-        index=i, request_id=f"r-{i}", intended_ns=perf_counter_ns(), sent_ns=perf_counter_ns()
-    )
+    return RequestRecord(index=i, request_id=f"r-{i}", intended_ns=perf_counter_ns(), sent_ns=perf_counter_ns())
 
 
 def models_route(app: web.Application, ids=("m",)) -> None:
     async def models(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]}
-        )
+        return web.json_response({"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
     app.router.add_get("/v1/models", models)
 
@@ -56,9 +52,7 @@ def openai_app(
             inflight.pop()
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
-            await resp.write(
-                b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
-            )
+            await resp.write(b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n')
             for i in range(tokens):
                 if reset_after is not None and i == reset_after:
                     request.transport.abort()
@@ -82,9 +76,7 @@ def test_streams_tokens_sets_request_id_and_key_header():
     async def main():
         async with serve(openai_app(seen)) as url:
             dep = Remote.compatible(url + "/v1", "m", api_key=SECRET)
-            async with dep.open(
-                base_url=url + "/v1", settings=ClientSettings(pool_size=4)
-            ) as sender:
+            async with dep.open(base_url=url + "/v1", settings=ClientSettings(pool_size=4)) as sender:
                 rec = record()
                 await sender.send(Prompt.user("hi", max_output_tokens=5, ignore_eos=True), rec)
                 return rec
@@ -178,9 +170,7 @@ def test_preflight_connection_refused_is_one_line():
     url = f"http://127.0.0.1:{closed_port()}/v1"
 
     async def main():
-        async with Remote.compatible(url, "m").open(
-            base_url=url, settings=ClientSettings(pool_size=1)
-        ):
+        async with Remote.compatible(url, "m").open(base_url=url, settings=ClientSettings(pool_size=1)):
             pass
 
     with pytest.raises(TargetError) as info:
@@ -215,9 +205,7 @@ def test_missing_key_fails_before_any_request(monkeypatch):
 
     async def main():
         dep = Remote.openai("gpt-4o-mini")
-        async with dep.open(
-            base_url=f"http://127.0.0.1:{port}/v1", settings=ClientSettings(pool_size=1)
-        ):
+        async with dep.open(base_url=f"http://127.0.0.1:{port}/v1", settings=ClientSettings(pool_size=1)):
             pass
 
     with pytest.raises(TargetError, match="OPENAI_API_KEY"):

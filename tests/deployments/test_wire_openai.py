@@ -18,11 +18,7 @@ def sse(*objs) -> bytes:
 
 def chunk(delta=None, finish=None, usage=None, choices=True, **extra):
     obj = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-    obj["choices"] = (
-        [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}]
-        if choices
-        else []
-    )
+    obj["choices"] = [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}] if choices else []
     obj["usage"] = usage
     obj.update(extra)
     return obj
@@ -37,9 +33,7 @@ def test_role_chunk_is_not_a_token_and_usage_only_chunk_counts():
         chunk({"content": "Hel"}),
         chunk({"content": "lo"}),
         chunk({}, finish="stop"),
-        chunk(
-            choices=False, usage={"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}
-        ),
+        chunk(choices=False, usage={"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}),
         b"[DONE]",
     )
     record = run_stream(WIRE, raw, keep_text=True)
@@ -107,9 +101,7 @@ def test_vllm_reasoning_field_and_llamacpp_timings():
 
 
 def test_in_stream_error_event():
-    raw = sse(
-        chunk({"content": "a"}), {"error": {"message": "engine died", "type": "InternalError"}}
-    )
+    raw = sse(chunk({"content": "a"}), {"error": {"message": "engine died", "type": "InternalError"}})
     with pytest.raises(RequestFailed) as info:
         run_stream(WIRE, raw)
     assert info.value.category is ErrorCategory.STREAM_ERROR

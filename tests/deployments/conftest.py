@@ -1,0 +1,58 @@
+"""Fixtures for the deployment tests: one simulator per module, and a helper to send prompts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from time import perf_counter_ns
+
+import pytest
+
+from loadbench.deployments import ClientSettings, Deployment
+from loadbench.metrics.record import RequestRecord
+from loadbench.sim import SimConfig, SimProcess
+from loadbench.workloads.prompt import Prompt
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimProcess]:
+    with SimProcess(SimConfig()) as process:
+        yield process
+
+
+def new_records(n: int, prefix: str = "r") -> list[RequestRecord]:
+    now = perf_counter_ns()
+    return [RequestRecord(index=i, request_id=f"{prefix}-{i}", intended_ns=now) for i in range(n)]
+
+
+async def send_all(
+    deployment: Deployment,
+    base_url: str,
+    settings: ClientSettings,
+    prompts: list[Prompt],
+    *,
+    prefix: str = "r",
+    concurrent: bool = False,
+) -> list[RequestRecord | BaseException]:
+    """Open ``deployment`` and send each prompt; failures come back in place of records."""
+    records = new_records(len(prompts), prefix)
+    out: list[RequestRecord | BaseException] = list(records)
+    async with deployment.open(base_url=base_url, settings=settings) as sender:
+
+        async def one(i: int) -> None:
+            records[i].sent_ns = perf_counter_ns()
+            try:
+                await sender.send(prompts[i], records[i])
+            except Exception as exc:
+                out[i] = exc
+
+        if concurrent:
+            await asyncio.gather(*(one(i) for i in range(len(prompts))))
+        else:
+            for i in range(len(prompts)):
+                await one(i)
+    return out
+
+
+def run(coro):
+    return asyncio.run(coro)
