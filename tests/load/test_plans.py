@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from itertools import islice
+from itertools import islice, pairwise
 
 import numpy as np
 import orjson
@@ -51,7 +51,7 @@ def test_constant_offset_is_i_over_rate_to_the_nanosecond(rate: float) -> None:
 def test_random_plans_start_at_zero_and_never_go_back(plan) -> None:
     offsets = take(plan, 5000, seed=3)
     assert offsets[0] == 0
-    assert all(b >= a for a, b in zip(offsets, offsets[1:], strict=False))
+    assert all(b >= a for a, b in pairwise(offsets))
 
 
 def test_poisson_gaps_have_mean_one_over_rate_and_cv_one() -> None:
@@ -93,7 +93,7 @@ def test_constant_ramp_count_follows_the_integral_then_stays_at_the_final_rate(a
     plan = Ramp(a, b, over_s)
     offsets = take(plan, 400)
     assert offsets[0] == 0
-    assert all(y >= x for x, y in zip(offsets, offsets[1:], strict=False))
+    assert all(y >= x for x, y in pairwise(offsets))
 
     def arrivals_by(t_s: float) -> int:
         return sum(1 for off in offsets if off <= t_s * NS_PER_S + 1)

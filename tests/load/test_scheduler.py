@@ -211,7 +211,7 @@ def test_closed_loop_never_exceeds_users_and_each_user_waits_for_its_answer() ->
     for user in range(3):
         mine = sorted((r for r in run.records if r.user == user), key=lambda r: r.intended_ns)
         assert len(mine) >= 2
-        for prev, nxt in zip(mine, mine[1:], strict=False):
+        for prev, nxt in itertools.pairwise(mine):
             assert nxt.intended_ns >= prev.end_ns
 
 
@@ -220,7 +220,7 @@ def test_closed_loop_think_time_separates_answer_and_next_request() -> None:
     check_accounting(run)
     for user in range(2):
         mine = sorted((r for r in run.records if r.user == user), key=lambda r: r.intended_ns)
-        for prev, nxt in zip(mine, mine[1:], strict=False):
+        for prev, nxt in itertools.pairwise(mine):
             assert nxt.intended_ns - prev.end_ns >= 0.03 * NS_PER_S
             assert nxt.sent_ns >= nxt.intended_ns
 
