@@ -44,9 +44,7 @@ class ApplePower:
     span_ns: int | None = None
 
 
-_POWER_LINE = re.compile(
-    r"^(CPU|GPU|ANE) Power:\s*([\d.]+)\s*(mW|W)\s*$|^Combined Power[^:]*:\s*([\d.]+)\s*(mW|W)\s*$"
-)
+_POWER_LINE = re.compile(r"^(CPU|GPU|ANE) Power:\s*([\d.]+)\s*(mW|W)\s*$|^Combined Power[^:]*:\s*([\d.]+)\s*(mW|W)\s*$")
 _BLOCK = re.compile(r"^\*\*\* Sampled system activity .*\(([\d.]+)\s*ms elapsed\) \*\*\*\s*$")
 
 
@@ -145,16 +143,12 @@ class _Stream:
         # Kept open for the life of the stream and closed in close(); a file, not a pipe, so a
         # chatty stderr can never fill up and stall the child.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
-        )
+        self._proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
         self._split = split
         self._parse = parse
         self._queue: collections.deque[tuple[int, object]] = collections.deque()
         self._failure: str | None = None
-        self._thread = threading.Thread(
-            target=self._pump, name="loadbench-energy-pipe", daemon=True
-        )
+        self._thread = threading.Thread(target=self._pump, name="loadbench-energy-pipe", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
@@ -334,9 +328,7 @@ class MacmonSource:
             assert isinstance(watts, dict)
             # macmon states no interval: the first line covers the interval asked for, later ones
             # the time since the previous line, so consecutive lines tile the run exactly.
-            span_ns = (
-                round(self._interval_s * 1e9) if self._last_t_ns is None else t_ns - self._last_t_ns
-            )
+            span_ns = round(self._interval_s * 1e9) if self._last_t_ns is None else t_ns - self._last_t_ns
             self._last_t_ns = t_ns
             for index, key in enumerate(self._KEYS):
                 if key in watts:

@@ -49,9 +49,7 @@ class EnergyConfig:
 
     def __post_init__(self) -> None:
         if not _finite(self.interval_s) or not 0.001 <= self.interval_s <= 60:
-            raise ConfigError(
-                f"energy interval_s={self.interval_s!r}: expected seconds between 0.001 and 60"
-            )
+            raise ConfigError(f"energy interval_s={self.interval_s!r}: expected seconds between 0.001 and 60")
         if not _finite(self.idle_s) or self.idle_s < 0:
             raise ConfigError(f"energy idle_s={self.idle_s!r}: expected seconds >= 0")
         if isinstance(self.sources, str):
@@ -65,16 +63,11 @@ class EnergyConfig:
                 raise ConfigError("energy sources=(): expected 'auto' or at least one source name")
             for name in self.sources:
                 if name not in SOURCE_NAMES:
-                    raise ConfigError(
-                        f"energy source {name!r} is unknown: expected one of "
-                        f"{', '.join(SOURCE_NAMES)}"
-                    )
+                    raise ConfigError(f"energy source {name!r} is unknown: expected one of {', '.join(SOURCE_NAMES)}")
         if self.cpu_watts_per_core is not None and (
             not _finite(self.cpu_watts_per_core) or self.cpu_watts_per_core <= 0
         ):
-            raise ConfigError(
-                f"energy cpu_watts_per_core={self.cpu_watts_per_core!r}: expected watts > 0"
-            )
+            raise ConfigError(f"energy cpu_watts_per_core={self.cpu_watts_per_core!r}: expected watts > 0")
         j = self.remote_j_per_output_token
         if j is not None and (not _finite(j) or j < 0):
             raise ConfigError(f"energy remote_j_per_output_token={j!r}: expected joules >= 0")

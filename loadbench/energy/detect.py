@@ -42,8 +42,7 @@ class Plan:
             return "not tried: powermetrics already meters this SoC (name 'macmon' to use it)"
         if name == "cpu-estimate" and in_use:
             return (
-                "not used: a measured source is in use (name 'cpu-estimate' in sources to add the "
-                "estimate beside it)"
+                "not used: a measured source is in use (name 'cpu-estimate' in sources to add the estimate beside it)"
             )
         return None
 

@@ -39,9 +39,7 @@ class CpuTimeEstimate:
         self._watts_per_core = watts_per_core
         self._roots = (os.getpid(), *extra_pids)
         self._proc = proc_root if proc_root is not None else Path("/proc")
-        self._use_proc = (
-            sys.platform.startswith("linux") and (self._proc / "self" / "stat").exists()
-        )
+        self._use_proc = sys.platform.startswith("linux") and (self._proc / "self" / "stat").exists()
         self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._tracked: list[int] = []  # ancestors before descendants (see _sum_ticks)
         self._next_scan_ns = 0
@@ -65,10 +63,7 @@ class CpuTimeEstimate:
         except OSError as exc:
             raise SourceUnavailable(f"cannot read process CPU time: {exc}") from None
         self._last_raw_s = self._origin_s
-        detail = (
-            f"CPU seconds of {self.scope} x {self._watts_per_core:g} W per busy core "
-            f"(assumed, not measured)"
-        )
+        detail = f"CPU seconds of {self.scope} x {self._watts_per_core:g} W per busy core (assumed, not measured)"
         return [Channel("process-tree", "process-cpu", "counter_j", True, True, detail)]
 
     def read(self, now_ns: int) -> list[Reading]:

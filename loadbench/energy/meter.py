@@ -164,14 +164,9 @@ class EnergyMeter:
         model generated (the remote estimate needs them).
         """
         if location not in ("local", "remote", "hybrid"):
-            raise ConfigError(
-                f"energy report location={location!r}: expected local, remote or hybrid"
-            )
+            raise ConfigError(f"energy report location={location!r}: expected local, remote or hybrid")
         with self._lock:
-            snapshot = [
-                SourceData(d.name, d.source, d.channels, list(d.readings), list(d.gaps))
-                for d in self._opened
-            ]
+            snapshot = [SourceData(d.name, d.source, d.channels, list(d.readings), list(d.gaps)) for d in self._opened]
         end_ns = self.stopped_ns or time.perf_counter_ns()
         if run_ns is None:
             run_ns = (self.idle_ns[1] if self.idle_ns else self.started_ns, end_ns)

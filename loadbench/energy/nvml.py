@@ -43,16 +43,12 @@ class NvmlSource:
             try:
                 import pynvml as nvml  # optional dependency, loaded only when asked for
             except ImportError:
-                raise SourceUnavailable(
-                    "nvidia-ml-py is not installed (pip install 'loadbench[energy]')"
-                ) from None
+                raise SourceUnavailable("nvidia-ml-py is not installed (pip install 'loadbench[energy]')") from None
             self._nvml = nvml
         try:
             nvml.nvmlInit()
         except nvml.NVMLError as exc:
-            raise SourceUnavailable(
-                f"NVML did not initialise ({exc}): no NVIDIA driver here"
-            ) from None
+            raise SourceUnavailable(f"NVML did not initialise ({exc}): no NVIDIA driver here") from None
         self._initialised = True
         try:
             count = nvml.nvmlDeviceGetCount()

@@ -107,8 +107,9 @@ def _local(
         kind = "estimated" if data.source.estimated else "measured"
         gaps += len(data.gaps)
         for _, error in data.gaps:
-            if error not in gap_errors and len(gap_errors) < 5:
-                gap_errors.append(f"{data.name}: {error}")
+            labelled = f"{data.name}: {error}"
+            if labelled not in gap_errors and len(gap_errors) < 5:
+                gap_errors.append(labelled)
         names_in_total = []
         for index, channel in enumerate(data.channels):
             mine = [r for r in data.readings if r.channel == index]
@@ -131,9 +132,7 @@ def _local(
                     "source": data.name,
                     "channel": channel.name,
                     "measures": channel.measures,
-                    "kind": "estimated"
-                    if channel.estimated or data.source.estimated
-                    else "measured",
+                    "kind": "estimated" if channel.estimated or data.source.estimated else "measured",
                     "in_total": channel.in_total,
                     "detail": channel.detail,
                     "samples": len(mine),
@@ -230,9 +229,7 @@ def _local(
     return result
 
 
-def _remote(
-    config: EnergyConfig, tokens: int | None, requests: int | None, window_s: float
-) -> dict[str, Any]:
+def _remote(config: EnergyConfig, tokens: int | None, requests: int | None, window_s: float) -> dict[str, Any]:
     j = config.remote_j_per_output_token
     if j is None:
         return {
@@ -243,8 +240,7 @@ def _remote(
             "wh_window": None,
             "wh_per_request": None,
             "notes": [
-                "a remote deployment cannot be metered; set remote_j_per_output_token and "
-                "remote_source to estimate it"
+                "a remote deployment cannot be metered; set remote_j_per_output_token and remote_source to estimate it"
             ],
         }
     wh = j * tokens / _J_PER_WH if tokens is not None else None
