@@ -149,11 +149,34 @@ def _line_in(path: Path, exc: BaseException) -> int | None:
     return line
 
 
+def _forget_helpers(directory: str, before: set[str]) -> None:
+    """Drop the modules a scenario file imported from its own folder.
+
+    Otherwise the next file's ``import common`` would get the previous folder's ``common.py``
+    from ``sys.modules``. Only top-level modules found in ``directory`` (and their submodules)
+    are dropped; anything else imported for the first time stays, so classes keep one identity.
+    """
+    new = [m for m in sys.modules if m not in before]
+    helpers = set()
+    for mod_name in new:
+        file = getattr(sys.modules[mod_name], "__file__", None)
+        if "." in mod_name or not file:
+            continue
+        found = Path(file).resolve()
+        home = found.parent.parent if found.name == "__init__.py" else found.parent
+        if str(home) == directory:
+            helpers.add(mod_name)
+    for mod_name in new:
+        if mod_name.partition(".")[0] in helpers:
+            sys.modules.pop(mod_name, None)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Run a scenario file and return its ``scenario``.
 
     The file runs as a fresh module under a unique name; its directory is on ``sys.path`` only while
-    it runs (so it may import helpers beside it) and the module is not left in ``sys.modules``.
+    it runs (so it may import helpers beside it); neither the module nor those helpers are left in
+    ``sys.modules``.
     Every problem becomes a ScenarioError naming the file (and line, where there is one).
     """
     path = Path(path)
@@ -175,6 +198,7 @@ def load_scenario(path: str | Path) -> Scenario:
     module = types.ModuleType(name)
     module.__file__ = str(resolved)
     directory = str(resolved.parent)
+    modules_before = set(sys.modules)
     sys.modules[name] = module  # dataclasses defined in the file look their module up here
     sys.path.insert(0, directory)
     try:
@@ -189,6 +213,7 @@ def load_scenario(path: str | Path) -> Scenario:
         sys.modules.pop(name, None)
         with contextlib.suppress(ValueError):
             sys.path.remove(directory)
+        _forget_helpers(directory, modules_before)
 
     scenario = module.__dict__.get("scenario")
     if scenario is None:
