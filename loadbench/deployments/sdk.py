@@ -65,14 +65,21 @@ def _import(name: str) -> Any:
         raise ConfigError(f"client='sdk' needs the {name!r} package: pip install 'loadbench[sdk]'") from None
 
 
-def _httpx_client(settings: ClientSettings, **kwargs: Any) -> httpx.AsyncClient:
-    """An httpx client pooled for the run: ``pool_size`` connections (0: unbounded)."""
-    httpx = _import("httpx")
+def _httpx_module(sdk_name: str) -> Any:
+    """The httpx flavour an SDK is built on (recent openai/anthropic releases use ``httpx2``)."""
+    base = _import(f"{sdk_name}._base_client")
+    return getattr(base, "httpx2", None) or _import("httpx")
+
+
+def _sdk_http_client(sdk_name: str, settings: ClientSettings) -> Any:
+    """The SDK's own default client class, pooled for the run: ``pool_size`` connections
+    (0: unbounded), connect timeout only."""
+    sdk = _import(sdk_name)
+    hx = _httpx_module(sdk_name)
     size = settings.pool_size or None
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0),
-        timeout=httpx.Timeout(None, connect=settings.timeouts.connect_s),
-        **kwargs,
+    return sdk.DefaultAsyncHttpxClient(
+        limits=hx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0),
+        timeout=hx.Timeout(None, connect=settings.timeouts.connect_s),
     )
 
 
@@ -133,8 +140,9 @@ def _sdk_failure(exc: BaseException, *, responded: bool, first_token: bool, secr
                 return RequestFailed(C.STREAM_ERROR, f"in-stream error: {message}")
             raw = orjson.dumps({"error": message})
             return status_failure(exc.status_code, raw, {}, secret)
-    if module == "httpx":
-        return _httpx_failure(exc, responded=responded, first_token=first_token)
+    if module in ("httpx", "httpx2"):
+        hx = importlib.import_module(module)
+        return _httpx_failure(hx, exc, responded=responded, first_token=first_token)
     if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ == "ValidationError":
         return RequestFailed(C.MALFORMED, f"unparsable chunk: {type(exc).__name__}")
     return translate(exc, responded=responded, first_token=first_token)
@@ -151,9 +159,7 @@ def _stream_error(body: Any, message: str, secret: str | None) -> RequestFailed:
     return RequestFailed(category, f"in-stream error: {redact(str(message), secret)[:200]}")
 
 
-def _httpx_failure(exc: BaseException, *, responded: bool, first_token: bool) -> RequestFailed:
-    import httpx
-
+def _httpx_failure(httpx: Any, exc: BaseException, *, responded: bool, first_token: bool) -> RequestFailed:
     C = ErrorCategory
     if isinstance(exc, httpx.ConnectTimeout):
         return RequestFailed(C.CONNECT_TIMEOUT, "timed out opening a connection")
@@ -388,9 +394,10 @@ async def open_remote_sdk(
     """A sender for ``remote`` through the openai or anthropic SDK; closes its client on exit."""
     # The SDKs insist on some key; the simulator and keyless compatible servers ignore it.
     api_key = key or "unused"
-    http_client = _httpx_client(settings)
+    sdk_name = "anthropic" if remote.dialect == "anthropic" else "openai"
+    http_client = _sdk_http_client(sdk_name, settings)
     try:
-        if remote.dialect == "anthropic":
+        if sdk_name == "anthropic":
             anthropic = _import("anthropic")
             client = anthropic.AsyncAnthropic(
                 api_key=api_key,
