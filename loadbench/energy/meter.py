@@ -66,7 +66,8 @@ class EnergyMeter:
         self._opened: list[SourceData] = []
         self._tried: list[dict[str, Any]] = []
         self._marks: list[tuple[str, int]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the stored readings
+        self._sample_lock = threading.Lock()  # one sample at a time: sources are not re-entrant
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._interval_ns = max(1, round(self.config.interval_s * 1e9))
@@ -74,6 +75,7 @@ class EnergyMeter:
         self.idle_ns: tuple[int, int] | None = None
         self.stopped_ns = 0  # last sample
         self.missed_ticks = 0
+        self._last_sample_ns = 0
         self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -165,8 +167,6 @@ class EnergyMeter:
         """
         if location not in ("local", "remote", "hybrid"):
             raise ConfigError(f"energy report location={location!r}: expected local, remote or hybrid")
-        with self._lock:
-            snapshot = [SourceData(d.name, d.source, d.channels, list(d.readings), list(d.gaps)) for d in self._opened]
         end_ns = self.stopped_ns or time.perf_counter_ns()
         if run_ns is None:
             run_ns = (self.idle_ns[1] if self.idle_ns else self.started_ns, end_ns)
@@ -176,6 +176,12 @@ class EnergyMeter:
                 window_ns = (marks["window_start"], marks.get("window_end", run_ns[1]))
             else:
                 window_ns = run_ns
+        if not self._closed and self.running and self._last_sample_ns < max(run_ns[1], window_ns[1]):
+            # Asked mid-run (the summary is written before the meter closes): sample now rather
+            # than leave the last interval uncovered. Costs one read per source, on this thread.
+            self._sample_now()
+        with self._lock:
+            snapshot = [SourceData(d.name, d.source, d.channels, list(d.readings), list(d.gaps)) for d in self._opened]
         return _report.build(
             snapshot,
             config=self.config,
@@ -329,7 +335,7 @@ class EnergyMeter:
         interval = self._interval_ns
         deadline = self.started_ns
         while True:
-            self._sample()
+            self._sample_now()
             deadline += interval
             now = time.perf_counter_ns()
             if now >= deadline:
@@ -337,11 +343,17 @@ class EnergyMeter:
                 self.missed_ticks += behind
                 deadline += behind * interval
             if self._stop.wait((deadline - now) / 1e9):
-                self._sample()  # the run's end
+                self._sample_now()  # the run's end
                 self.stopped_ns = time.perf_counter_ns()
                 return
 
+    def _sample_now(self) -> None:
+        with self._sample_lock:
+            self._sample()
+
     def _sample(self) -> None:
+        # Callers hold _sample_lock (the thread through _run, report through _sample_now).
+        self._last_sample_ns = time.perf_counter_ns()
         for data in self._opened:
             now = time.perf_counter_ns()
             try:

@@ -374,3 +374,15 @@ def test_report_location_is_checked_and_marks_are_kept() -> None:
         assert meter.marks["window_start"] == t
         with pytest.raises(ConfigError, match="location"):
             meter.report(location="moon")
+
+
+def test_a_report_asked_mid_run_samples_up_to_the_requested_end() -> None:
+    # The experiment writes its summary before the meter closes: the run's last interval must
+    # still be covered, even with a long interval.
+    with EnergyMeter(EnergyConfig(interval_s=5.0, idle_s=0), sources=[ClockedCounter(watts=100.0)]) as meter:
+        start = meter.mark("window_start")
+        time.sleep(0.2)
+        end = meter.mark("window_end")
+        report = meter.report()
+    assert report["coverage"] == 1.0
+    assert report["wh_window"] * 3600 == pytest.approx(100.0 * (end - start) / 1e9, rel=0.01)
