@@ -350,6 +350,13 @@ class Balanced(_Preset):
                 if u and a:
                     history.appendleft((u, a))
                     counted += c.count(u) + c.count(a)
+            elif history and remaining - c.sep >= 1:
+                # Too little room for another exchange: lengthen the oldest answer instead.
+                extra = c.cut(assistant, remaining - c.sep)
+                if extra:
+                    u0, a0 = history[0]
+                    history[0] = (u0, f"{a0}\n\n{extra}")
+                    counted += c.sep + c.count(extra)
             break
         messages = [prefix] if prefix else []
         for user, assistant in history:
