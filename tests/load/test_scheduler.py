@@ -190,10 +190,10 @@ def test_max_concurrency_caps_in_flight_and_the_wait_shows_as_dispatch_lag() -> 
 
 
 def test_uncapped_open_loop_does_not_wait_for_answers() -> None:
-    sender = SleepySender(0.2)
+    sender = SleepySender(0.5)
     run = Run(Constant(rate_per_s=200.0), Stop(requests=20), sender)
     check_accounting(run)
-    # 20 requests arrive over 95 ms while each takes 200 ms: all are in flight together.
+    # 20 requests arrive over 95 ms while each takes 500 ms: all are in flight together.
     assert sender.max_active == 20
 
 
@@ -294,9 +294,9 @@ def test_stop_lets_in_flight_requests_finish_within_the_drain() -> None:
 
 
 def test_stop_cancels_what_outlives_a_short_drain_and_counts_it() -> None:
-    # Even requests are quick, odd ones would take 30 s; the drain is 50 ms.
+    # Even requests are quick, odd ones would take 30 s; the drain is 0.3 s.
     sender = SleepySender(lambda r: 0.005 if r.index % 2 == 0 else 30.0)
-    run = Run(Constant(rate_per_s=100.0), Stop(duration_s=60, drain_s=0.05), sender, during=stop_after(0.2))
+    run = Run(Constant(rate_per_s=100.0), Stop(duration_s=60, drain_s=0.3), sender, during=stop_after(0.2))
     check_accounting(run)
     assert run.timing.stopped_by == "signal"
     assert run.wall_s < 5
