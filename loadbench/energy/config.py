@@ -45,7 +45,7 @@ class EnergyConfig:
     remote_j_per_output_token: float | None = None
     remote_source: str | None = None
     extra_pids: tuple[int, ...] = ()
-    rapl_root: Path = DEFAULT_RAPL_ROOT
+    rapl_root: str | Path = DEFAULT_RAPL_ROOT
 
     def __post_init__(self) -> None:
         if not _finite(self.interval_s) or not 0.001 <= self.interval_s <= 60:
@@ -79,6 +79,21 @@ class EnergyConfig:
         for pid in self.extra_pids:
             if not isinstance(pid, int) or pid <= 0:
                 raise ConfigError(f"energy extra_pids holds {pid!r}: expected process ids > 0")
+
+    def describe(self) -> dict[str, object]:
+        """The settings as JSON-ready values (for run.json), the per-core default resolved."""
+        return {
+            "type": "EnergyConfig",
+            "interval_s": self.interval_s,
+            "idle_s": self.idle_s,
+            "sources": self.sources if isinstance(self.sources, str) else list(self.sources),
+            "cpu_watts_per_core": self.watts_per_core,
+            "cpu_watts_per_core_default": self.cpu_watts_per_core is None,
+            "remote_j_per_output_token": self.remote_j_per_output_token,
+            "remote_source": self.remote_source,
+            "extra_pids": list(self.extra_pids),
+            "rapl_root": str(self.rapl_root),
+        }
 
     @property
     def watts_per_core(self) -> float:

@@ -76,6 +76,7 @@ class EnergyMeter:
         self.stopped_ns = 0  # last sample
         self.missed_ticks = 0
         self._last_sample_ns = 0
+        self.sampler_cpu_s = 0.0  # CPU time the sampler thread has used (its own cost)
         self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -194,6 +195,7 @@ class EnergyMeter:
             remote_output_tokens=remote_output_tokens,
             sources_tried=self.sources_tried(),
             missed_ticks=self.missed_ticks,
+            sampler_cpu_s=self.sampler_cpu_s,
             sampler_stuck=self.running and self._closed,
         )
 
@@ -336,6 +338,7 @@ class EnergyMeter:
         deadline = self.started_ns
         while True:
             self._sample_now()
+            self.sampler_cpu_s = time.thread_time()
             deadline += interval
             now = time.perf_counter_ns()
             if now >= deadline:
@@ -344,6 +347,7 @@ class EnergyMeter:
                 deadline += behind * interval
             if self._stop.wait((deadline - now) / 1e9):
                 self._sample_now()  # the run's end
+                self.sampler_cpu_s = time.thread_time()
                 self.stopped_ns = time.perf_counter_ns()
                 return
 

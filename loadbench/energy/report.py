@@ -12,6 +12,8 @@ Definitions (energies in Wh, powers in W, per-token figures in J):
   every one is a model, ``mixed`` when both were asked for (``measured_wh_window`` and
   ``estimated_wh_window`` then split it). Remote deployments cannot be metered: their figures come
   from ``remote_j_per_output_token`` and are always labelled ``estimated`` with their source.
+* ``sampler_cpu_s``: CPU seconds the sampler thread itself used, the meter's own cost (helper
+  processes such as macmon are not included).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def build(
     sources_tried: list[dict[str, Any]],
     missed_ticks: int,
     sampler_stuck: bool,
+    sampler_cpu_s: float = 0.0,
 ) -> dict[str, Any]:
     """The report dict; see the module docstring for what each figure means."""
     local = _local(
@@ -56,6 +59,7 @@ def build(
         missed_ticks,
         sampler_stuck,
     )
+    local["sampler_cpu_s"] = round(sampler_cpu_s, 4)
     local["sources_tried"] = sources_tried
     if location == "local":
         return {"location": "local", **local}
@@ -268,28 +272,28 @@ def format_line(report: dict[str, Any]) -> str:
         line = _remote_phrase(report)
         client = report.get("client_host") or {}
         if client.get("wh_window") is not None:
-            line += f" · client host {_fmt(client['wh_window'])} Wh ({client.get('kind')})"
+            line += f" · client host {_energy(client['wh_window'])} ({client.get('kind')})"
         return "energy: " + line
     if report.get("kind") == "unmetered":
         return "energy: not metered"
-    parts = [f"{_fmt(report.get('wh_window'))} Wh gross"]
+    parts = [f"{_energy(report.get('wh_window'))} gross"]
     if report.get("wh_window_net") is not None:
-        parts.append(f"{_fmt(report['wh_window_net'])} Wh net over idle {_fmt(report['idle_w'])} W")
+        parts.append(f"{_energy(report['wh_window_net'])} net over idle {_fmt(report['idle_w'])} W")
     line = "energy: " + ", ".join(parts)
     if report.get("source"):
         line += f" ({report['source']})"
     if report.get("j_per_output_token") is not None:
         line += f" · {_fmt(report['j_per_output_token'])} J/token"
     if report.get("wh_per_request") is not None:
-        line += f" · {_fmt(report['wh_per_request'])} Wh/request"
+        line += f" · {_energy(report['wh_per_request'])}/request"
     kind = report.get("kind")
     if kind == "estimated":
         label = report.get("estimate_label")
         line += f" · estimate ({label})" if label and label != "estimate" else " · estimate"
     elif kind == "mixed":
         line += (
-            f" · mixed: {_fmt(report.get('measured_wh_window'))} Wh measured + "
-            f"{_fmt(report.get('estimated_wh_window'))} Wh estimate"
+            f" · mixed: {_energy(report.get('measured_wh_window'))} measured + "
+            f"{_energy(report.get('estimated_wh_window'))} estimate"
         )
     else:
         line += " · measured"
@@ -305,7 +309,7 @@ def _remote_phrase(remote: dict[str, Any]) -> str:
         return "not metered (remote)"
     if remote.get("wh_window") is None:
         return f"estimate unavailable (token count unknown; {remote['source']})"
-    return f"~{_fmt(remote['wh_window'])} Wh estimate ({remote['source']})"
+    return f"~{_energy(remote['wh_window'])} estimate ({remote['source']})"
 
 
 def _seconds(span: tuple[int, int] | None) -> float:
@@ -337,6 +341,13 @@ def _per(total: float | None, count: int | None) -> float | None:
 def _round(value: float | None) -> float | None:
     # Nine significant digits: far below any meter's resolution, and stable in JSON diffs.
     return None if value is None else float(f"{value:.9g}")
+
+
+def _energy(wh: float | None) -> str:
+    """Watt-hours for a person: in mWh below 0.01 Wh, so small runs read as numbers, not exponents."""
+    if wh is not None and wh != 0 and abs(wh) < 0.01:
+        return f"{_fmt(wh * 1e3)} mWh"
+    return f"{_fmt(wh)} Wh"
 
 
 def _fmt(value: float | None) -> str:

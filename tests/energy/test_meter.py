@@ -386,3 +386,13 @@ def test_a_report_asked_mid_run_samples_up_to_the_requested_end() -> None:
         report = meter.report()
     assert report["coverage"] == 1.0
     assert report["wh_window"] * 3600 == pytest.approx(100.0 * (end - start) / 1e9, rel=0.01)
+
+
+def test_config_describes_itself_as_json_ready_values() -> None:
+    import json
+
+    described = EnergyConfig(sources=("rapl", "cpu-estimate"), rapl_root=Path("/x")).describe()
+    assert json.loads(json.dumps(described)) == described
+    assert described["sources"] == ["rapl", "cpu-estimate"]
+    assert described["rapl_root"] == "/x"
+    assert described["cpu_watts_per_core"] == 10.0 and described["cpu_watts_per_core_default"]
