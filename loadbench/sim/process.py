@@ -1,6 +1,7 @@
 """``SimProcess``: the simulator in its own process, as a context manager.
 
-The child is ``python -m loadbench.sim --config-json ... --ready-line --exit-on-stdin-eof``. It
+The child runs ``loadbench.sim.cli.main(["--config-json", ..., "--ready-line",
+"--exit-on-stdin-eof"])`` (what ``python -m loadbench.sim`` runs, minus the harness's imports). It
 binds, then prints one JSON line (``{"ready": true, "port": N, ...}``) on stdout, which the parent
 waits for; its stderr goes to a temporary file whose tail is quoted if it fails to come up. The
 child also exits when its stdin reaches end-of-file, so it never outlives a parent that was killed.
@@ -27,6 +28,23 @@ from loadbench.sim.config import SimConfig
 __all__ = ["SimProcess"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+# The child's entry point. It is ``python -m loadbench.sim`` except that the top-level package
+# ``loadbench/__init__.py`` is not executed: that file imports the whole harness (numpy, the
+# deployments, the SDK adapters), which the server never uses and which would triple the start-up
+# time. A bare package object stands in for it, so only ``loadbench.sim`` and the two leaf modules
+# it needs (``loadbench.errors``, ``loadbench.wire``) are loaded.
+_BOOTSTRAP = """
+import importlib.util, sys, types
+spec = importlib.util.find_spec("loadbench")
+if spec is not None and spec.submodule_search_locations and "loadbench" not in sys.modules:
+    package = types.ModuleType("loadbench")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    sys.modules["loadbench"] = package
+from loadbench.sim.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
 
 
 class SimProcess:
@@ -121,7 +139,7 @@ class SimProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = [self.python, "-m", "loadbench.sim", "--config-json", self.config.to_json(),
+        argv = [self.python, "-c", _BOOTSTRAP, "--config-json", self.config.to_json(),
                 "--ready-line", "--exit-on-stdin-eof"]
         t0 = time.perf_counter()
         try:

@@ -197,7 +197,9 @@ class SimServer:
 
         app = web.Application(client_max_size=256 * 1024 * 1024)
         routes.install(app, self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a client that hangs up frees its engine slot at once, as vLLM aborts
+        # a disconnected request, instead of holding capacity until the next write fails.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         await self._listen(self.config.port)
         self.started_ns = time.perf_counter_ns()

@@ -167,3 +167,35 @@ async def _drain(seq):
 
 def engine_tokens(seqs):
     return sum(s.generated for s in seqs)
+
+
+def test_client_hanging_up_frees_its_slot():
+    profile = EngineProfile(slots=1, step_base_ms=5.0, step_per_seq_ms=0.0, prefill_per_token_ms=0.0)
+
+    async def body(server, session):
+        payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                   "max_tokens": 1000}
+        async def read_all():
+            async with session.post(server.base_url + "/v1/chat/completions", json=payload) as r:
+                await r.read()
+
+        # One decoding, one queued behind it; then both clients hang up.
+        tasks = [asyncio.ensure_future(read_all()) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        busy = (server.engine.running, server.engine.waiting)
+        for task in tasks:
+            task.cancel()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if server.engine.running == server.engine.waiting == 0:
+                break
+        return busy, (server.engine.running, server.engine.waiting), server.trace.contents()
+
+    import json
+
+    busy, after, trace = run(with_server(SimConfig(profile=profile), body))
+    assert busy == (1, 1)
+    assert after == (0, 0)
+    records = [json.loads(line) for line in trace.splitlines()]
+    assert [r["outcome"] for r in records] == ["client_gone", "client_gone"]
+    assert all(r["output_tokens"] < 1000 for r in records)

@@ -99,3 +99,32 @@ def test_failure_to_start_reports_stderr_tail():
 def test_base_url_before_start_is_an_error():
     with pytest.raises(TargetError):
         _ = SimProcess().base_url
+
+
+def test_python_m_loadbench_sim_serves_and_stops_on_sigint():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "loadbench.sim", "--port", "0", "--no-trace"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline().decode()
+        assert line.startswith("loadbench sim: serving on http://127.0.0.1:"), line
+        url = line.split("serving on ", 1)[1].split(" ", 1)[0]
+        assert json.loads(_get(url + "/api/version"))["version"]
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_main_rejects_bad_flags_with_status_2(capsys):
+    from loadbench.sim.cli import main
+
+    assert main(["--fault", "explode:0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "explode" in err and err[-1] == "\n"
