@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
                         help="alias of --default-output-tokens")
     engine.add_argument("--itl-ms", type=float, default=None,
                         help="shorthand: step base time (ms), with no per-sequence cost")
+    engine.add_argument("--ttft-ms", type=float, default=None,
+                        help="shorthand: unloaded TTFT for a short prompt (sets overhead_ms to this minus "
+                             "one base step)")
     engine.add_argument("--jitter", action="store_true", default=None, help="seeded step-time noise")
     engine.add_argument("--seed", type=int, default=None)
     engine.add_argument("--reasoning-tokens", type=int, default=None)
@@ -97,6 +100,9 @@ def build_config(args: argparse.Namespace) -> SimConfig:
     profile_changes = {name: getattr(args, name) for name in _PROFILE_FLAGS if getattr(args, name) is not None}
     if args.itl_ms is not None:
         profile_changes.update(step_base_ms=args.itl_ms, step_per_seq_ms=0.0)
+    if args.ttft_ms is not None:
+        step_ms = profile_changes.get("step_base_ms", profile.step_base_ms)
+        profile_changes["overhead_ms"] = max(0.0, args.ttft_ms - step_ms)
     if profile_changes or args.profile:
         changes["profile"] = replace(profile, **profile_changes) if profile_changes else profile
     for name in ("port", "host", "seed", "reasoning_tokens"):

@@ -258,8 +258,8 @@ class Responder:
             raise ConfigError(f"{owner}.pattern {self.pattern!r} is not a valid regex: {exc}") from None
         if (self.json is None) == (self.template is None):
             raise ConfigError(f"{owner} for {self.pattern!r} needs exactly one of json= or template=")
-        if self.template is not None and not isinstance(self.template, str):
-            raise ConfigError(f"{owner}.template must be a string, got {self.template!r}")
+        if self.template is not None and (not isinstance(self.template, str) or not self.template):
+            raise ConfigError(f"{owner}.template must be a non-empty string, got {self.template!r}")
         if self.json is not None:
             try:
                 json.dumps(self.json)

@@ -203,6 +203,13 @@ class Engine:
 
     # -- the step loop ---------------------------------------------------------------------------
 
+    def step_ns(self, decoding: int, prefill_tokens: int) -> int:
+        """The duration of one step (ns): the profile's cost, times seeded noise when jitter is on."""
+        step = self._base_ns + self._per_seq_ns * decoding + self._per_prefill_ns * prefill_tokens
+        if self._jitter_rng is not None and step:
+            step = int(step * max(0.0, 1.0 + self._jitter_rng.gauss(0.0, self.profile.jitter_frac)))
+        return step
+
     def _release(self, seq: Sequence) -> None:
         self._kv_reserved -= seq.kv_need
         self._kv_used -= seq.prefilled + seq.generated
@@ -253,10 +260,7 @@ class Engine:
                 prefill.append((seq, n))
                 budget -= n
             decoders = tuple(self._decoding)
-            prefill_tokens = self.profile.prefill_chunk_tokens - budget
-            step_ns = self._base_ns + self._per_seq_ns * len(decoders) + self._per_prefill_ns * prefill_tokens
-            if self._jitter_rng is not None and step_ns:
-                step_ns = int(step_ns * max(0.0, 1.0 + self._jitter_rng.gauss(0.0, self.profile.jitter_frac)))
+            step_ns = self.step_ns(len(decoders), self.profile.prefill_chunk_tokens - budget)
             deadline += step_ns
             now = clock()
             if deadline > now:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -76,7 +77,6 @@ class Generation:
     answer: list[str]
     reasoning_visible: bool
     finish_reason: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output_tokens(self) -> int:
@@ -317,27 +317,25 @@ class SimServer:
             reasoning = min(reasoning, max(0, limit - 1))
         answer_limit = None if limit is None else limit - reasoning
         canned = self.respond_text(last_user_text) if self._responders else None
-        canned_pieces = tokenize(canned) if canned is not None else None
-        want: float
+        # An empty canned answer still needs one token to stream: a single space.
+        canned_pieces = (tokenize(canned) or [" "]) if canned is not None else None
+        want: float  # where the "model" would stop on its own
         if canned_pieces is not None:
             want = len(canned_pieces)
         elif profile.eos_after_tokens is not None and not ignore_eos:
             want = profile.eos_after_tokens
         else:
-            want = float("inf")
+            want = math.inf
         if min_tokens and canned_pieces is None:
             want = max(want, min_tokens - reasoning)
         if answer_limit is None:
-            n = profile.default_output_tokens if want == float("inf") else int(want)
-            finish = "stop"
+            n, finish = (profile.default_output_tokens if want == math.inf else int(want)), "stop"
         elif want > answer_limit:
             n, finish = answer_limit, "length"
         else:
             n, finish = int(want), "stop"
-        n = max(n, 1) if canned_pieces is None or canned_pieces else 0
+        n = max(1, n)
         answer = canned_pieces[:n] if canned_pieces is not None else self.words.pieces(n)
-        if not answer:
-            answer = [""] if canned_pieces is not None else self.words.pieces(1)
         return Generation(
             dialect=dialect,
             model=model,

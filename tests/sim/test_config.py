@@ -84,6 +84,13 @@ def test_cli_flags_build_the_config():
     assert config.trace is False
 
 
+def test_cli_ttft_and_itl_shorthands():
+    config = build_config(parser().parse_args(["--ttft-ms", "300", "--itl-ms", "20", "--output-tokens", "64"]))
+    assert config.profile.overhead_ms == 280.0 and config.profile.step_base_ms == 20.0
+    assert config.profile.default_output_tokens == 64
+    assert config.port == 8000  # the CLI's default port
+
+
 def test_cli_bad_flag_is_config_error():
     with pytest.raises(ConfigError, match="--fault"):
         build_config(parser().parse_args(["--fault", "reset"]))

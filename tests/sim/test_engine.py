@@ -199,3 +199,17 @@ def test_client_hanging_up_frees_its_slot():
     records = [json.loads(line) for line in trace.splitlines()]
     assert [r["outcome"] for r in records] == ["client_gone", "client_gone"]
     assert all(r["output_tokens"] < 1000 for r in records)
+
+
+def test_jitter_is_seeded_and_off_means_constant():
+    profile = EngineProfile(step_base_ms=10.0, step_per_seq_ms=1.0, prefill_per_token_ms=0.0, jitter_frac=0.2)
+
+    def steps(seed, jitter):
+        engine = Engine(profile, seed=seed, jitter=jitter)
+        return [engine.step_ns(4, 0) for _ in range(50)]
+
+    assert steps(1, False) == [14_000_000] * 50
+    a, b, c = steps(1, True), steps(1, True), steps(2, True)
+    assert a == b and a != c
+    assert len(set(a)) > 40
+    assert 12_000_000 < statistics.mean(a) < 16_000_000
