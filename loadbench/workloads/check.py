@@ -189,16 +189,23 @@ def check_finance(reference: str | None, answer: str | None, *, tolerance: float
     if not answer:
         return False
     ref = want[0]
+    # A reference without a scale word ("$1577.00" for a question asked "in USD millions") is
+    # read at every usual scale; one with a scale is exact.
+    if ref.scale != 1.0 or ref.percent:
+        ref_values = (ref.absolute,)
+    else:
+        ref_values = tuple(ref.value * k for k in (1.0, 1e3, 1e6, 1e9))
     for got in _figures(answer):
         # An unscaled number in the answer is read in the reference's unit ("1,234.5" for
-        # "$1,234.5 million") and also as written ("1234500000").
-        scales = {got.scale} if got.scale != 1.0 else {ref.scale, 1.0}
+        # "$1,234.5 million") and also as written.
+        scales = (got.scale,) if got.scale != 1.0 else (ref.scale, 1.0)
         for scale in scales:
             value = got.value * scale
             precision = 0.5 * 10 ** (-got.decimals) * scale
-            slack = max(tolerance * abs(ref.absolute), precision)
-            if abs(value - ref.absolute) <= slack + 1e-9 * abs(ref.absolute):
-                return True
+            for want_value in ref_values:
+                slack = max(tolerance * abs(want_value), precision, 1e-9 * abs(want_value))
+                if abs(value - want_value) <= slack:
+                    return True
     return False
 
 

@@ -23,7 +23,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -75,19 +75,28 @@ def _pick(row: dict[str, Any], keys: tuple[str, ...], what: str, where: str) -> 
     raise ConfigError(f"trace {where}: no {what} field (expected one of {', '.join(keys)})")
 
 
-def _time_s(value: Any, where: str) -> float:
-    """Seconds on an arbitrary origin: a date-time string, or a number (the caller scales ms)."""
-    if isinstance(value, int | float):
-        return float(value)
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _time_ns(value: Any, unit_ns: int, where: str) -> int:
+    """Nanoseconds on an arbitrary origin: a date-time string (exact to the microsecond, as the
+    traces write them), or a number of ``unit_ns`` units."""
+    if isinstance(value, int):
+        return value * unit_ns
+    if isinstance(value, float):
+        return round(value * unit_ns)
     text = str(value).strip()
     try:
-        return float(text)
+        return round(float(text) * unit_ns)
     except ValueError:
         pass
     try:
-        return datetime.fromisoformat(text).timestamp()
+        dt = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"trace {where}: cannot read time {text!r} (a date-time or a number)") from None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return (dt - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _tokens(value: Any, what: str, where: str) -> int:
@@ -115,7 +124,7 @@ def _parse(path: str, fmt: str, limit: int | None, _mtime_ns: int) -> Trace:
         rows: Iterator[dict[str, Any]] = (
             (json.loads(line) for line in handle if line.strip()) if fmt == "mooncake" else csv.DictReader(handle)
         )
-        times: list[float] = []
+        times: list[int] = []
         inputs: list[int] = []
         outputs: list[int] = []
         hashes: list[tuple[int, ...]] = []
@@ -125,9 +134,9 @@ def _parse(path: str, fmt: str, limit: int | None, _mtime_ns: int) -> Trace:
                 if limit is not None and i >= limit:
                     break
                 where = f"{path!r} row {i + 1}"
-                t = _time_s(_pick(row, _TIME_KEYS, "time", where), where)
                 # Mooncake-style numbers are milliseconds; Azure numbers are seconds.
-                times.append(t / 1000.0 if fmt == "mooncake" else t)
+                unit = _NS_PER_MS if fmt == "mooncake" else 1_000_000_000
+                times.append(_time_ns(_pick(row, _TIME_KEYS, "time", where), unit, where))
                 n_in = _tokens(_pick(row, _INPUT_KEYS, "input length", where), "input length", where)
                 n_out = _tokens(_pick(row, _OUTPUT_KEYS, "output length", where), "output length", where)
                 inputs.append(max(1, n_in))
@@ -142,10 +151,10 @@ def _parse(path: str, fmt: str, limit: int | None, _mtime_ns: int) -> Trace:
             raise ConfigError(f"trace {path!r}: a line is not JSON: {e.msg}") from e
     if not times:
         raise ConfigError(f"trace {path!r} holds no requests")
-    t = np.asarray(times, dtype=np.float64)
+    t = np.asarray(times, dtype=np.int64)
     order = np.argsort(t, kind="stable")  # arrival order, ties kept in file order
     t = t[order]
-    offsets = np.round((t - t[0]) * 1e9).astype(np.int64)
+    offsets = t - t[0]
     return Trace(
         path=path,
         format=fmt,

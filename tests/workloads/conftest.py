@@ -21,7 +21,7 @@ def tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     digits one token per digit; words outside the small vocabulary map to [UNK]."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    words = "the a of and to in is for on that with as by at from our we it be are this".split()
+    words = ["the", "a", "of", "and", "to", "in", "is", "for", "on", "that", "with", "as", "by", "at", "from"]
     vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(

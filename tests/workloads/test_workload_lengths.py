@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import urllib.request
 
@@ -58,7 +57,11 @@ def test_hf_tokenizer_file_counts_and_cuts_on_token_boundaries(hf_counter: HFTok
     assert hf_counter.truncate(text, 1000) == text and hf_counter.truncate(text, 0) == ""
 
 
-@pytest.mark.parametrize("workload", PRESETS, ids=lambda w: w.name + ("-multi" if getattr(w, "multi_turn", None) else ""))
+def _id(w) -> str:
+    return w.name + ("-multi" if getattr(w, "multi_turn", None) else "")
+
+
+@pytest.mark.parametrize("workload", PRESETS, ids=_id)
 def test_exact_tokenizer_hits_targets_within_5_percent(workload, hf_counter):
     errors, records, stream = run_stream(workload, hf_counter, hf_counter.count, 240)
     after = errors[40:]  # after warm-up has taught the model the template
