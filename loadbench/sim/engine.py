@@ -121,6 +121,7 @@ class Engine:
         self._decoding: list[Sequence] = []
         self._kv_reserved = 0
         self._kv_used = 0
+        self._dirty = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._jitter_rng = random.Random(seed ^ 0x51A7) if jitter and profile.jitter_frac > 0 else None
@@ -177,23 +178,19 @@ class Engine:
         seq.cancelled = seq.finished = True
         if seq.admitted_ns:
             self._release(seq)
-            if seq in self._prefilling:
-                self._prefilling.remove(seq)
-            elif seq in self._decoding:
-                self._decoding.remove(seq)
-        else:
-            with contextlib.suppress(ValueError):
-                self._waiting.remove(seq)
+        self._dirty = True  # swept out of the queues lazily: O(1) here, one pass per step there
         seq._wake()
 
     @property
     def running(self) -> int:
         """Sequences admitted (prefilling or decoding)."""
+        self._sweep()
         return len(self._prefilling) + len(self._decoding)
 
     @property
     def waiting(self) -> int:
         """Sequences queued, not yet admitted."""
+        self._sweep()
         return len(self._waiting)
 
     @property
@@ -210,6 +207,16 @@ class Engine:
             step = int(step * max(0.0, 1.0 + self._jitter_rng.gauss(0.0, self.profile.jitter_frac)))
         return step
 
+    def _sweep(self) -> None:
+        """Drop finished and cancelled sequences from the queues (one pass, only when needed)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        if any(s.finished for s in self._waiting):
+            self._waiting = deque(s for s in self._waiting if not s.finished)
+        self._prefilling = [s for s in self._prefilling if not s.finished and s.prefilled < s.prompt_tokens]
+        self._decoding = [s for s in self._decoding if not s.finished]
+
     def _release(self, seq: Sequence) -> None:
         self._kv_reserved -= seq.kv_need
         self._kv_used -= seq.prefilled + seq.generated
@@ -218,7 +225,9 @@ class Engine:
         slots = self.profile.slots
         capacity = self.profile.kv_cache_tokens
         waiting = self._waiting
-        while waiting and self.running < slots and self._kv_reserved + waiting[0].kv_need <= capacity:
+        running = len(self._prefilling) + len(self._decoding)
+        while waiting and running < slots and self._kv_reserved + waiting[0].kv_need <= capacity:
+            running += 1
             seq = waiting.popleft()
             seq.admitted_ns = time.perf_counter_ns()
             self._kv_reserved += seq.kv_need
@@ -235,7 +244,7 @@ class Engine:
         if seq.generated >= seq.max_new:
             seq.finished = True
             self._release(seq)
-            self._decoding.remove(seq)
+            self._dirty = True
         seq._wake()
 
     async def _run(self) -> None:
@@ -244,6 +253,7 @@ class Engine:
         stats = self.stats
         deadline = clock()
         while True:
+            self._sweep()
             self._admit()
             if not self._prefilling and not self._decoding:
                 self._wake.clear()
@@ -289,6 +299,6 @@ class Engine:
                 self._kv_used += n
                 stats.prompt_tokens += n
                 if seq.prefilled >= seq.prompt_tokens:
-                    self._prefilling.remove(seq)
+                    self._dirty = True  # leaves _prefilling at the next sweep
                     self._decoding.append(seq)
                     self._emit(seq, now)
