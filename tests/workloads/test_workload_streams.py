@@ -234,3 +234,11 @@ def test_prefill_pads_to_its_target_and_never_drops_the_evidence():
             n = est.count(p.messages[0].content)
             assert abs(n - target) <= max(2, 0.01 * target)
             assert re.search(r"\| [A-Z][^|]+ \| [\d,.()]+ \| [\d,.()]+ \|", p.messages[0].content)
+
+
+def test_a_target_below_the_fixed_parts_records_what_was_built():
+    est = CalibratedEstimate()
+    for w in (Decode(input_tokens=5), Prefill(input_tokens=10), Balanced(input_tokens=3)):
+        for p in itertools.islice(w.open(0), 10):
+            built = sum(est.count(m.content) for m in p.messages)
+            assert p.target_input_tokens == built > {"decode": 5, "prefill": 10, "balanced": 3}[w.name]
