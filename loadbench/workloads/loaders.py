@@ -435,7 +435,9 @@ def _level(value: object) -> int | None:
 
 @functools.lru_cache(maxsize=8)
 def _load_math(ds: MathDataset) -> _MathDataPool:
-    configs: tuple[str | None, ...] = tuple(ds.subjects or MATH_SUBJECTS)
+    # EleutherAI's copy has one config per subject; another hub copy is read whole and filtered.
+    per_subject = ds.hub_id == "EleutherAI/hendrycks_math"
+    configs: tuple[str | None, ...] = tuple(ds.subjects or MATH_SUBJECTS) if per_subject else (None,)
     rows = _rows("MATH", "MathDataset", path=ds.path, hub_id=ds.hub_id, configs=configs, split=ds.split,
                  revision=ds.revision, cache_dir=ds.cache_dir)
     wanted_subjects = set(ds.subjects) if ds.subjects else None

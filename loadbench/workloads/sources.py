@@ -24,6 +24,7 @@ import numpy as np
 from loadbench.workloads.prompt import Message
 
 __all__ = [
+    "ChatPool",
     "ChatThread",
     "Dataset",
     "DatasetKind",
@@ -82,8 +83,26 @@ class Pool(Protocol[Item]):
         """One item."""
         ...
 
-    def filler(self, rng: np.random.Generator) -> str:
-        """A page of text of the pool's kind, for padding a prompt to its target length."""
+    def filler(self, rng: np.random.Generator, about: str | None = None) -> str:
+        """A page of text of the pool's kind, for padding a prompt to its target length;
+        ``about`` names what the prompt is about (a company), which a pool may follow."""
+        ...
+
+
+@runtime_checkable
+class ChatPool(Pool[ChatThread], Protocol):
+    """A chat pool also gives whole conversations, earlier exchanges and replies."""
+
+    def conversation(self, rng: np.random.Generator, user_turns: int) -> ChatThread:
+        """A thread opening on one user turn, with up to ``user_turns - 1`` follow-ups."""
+        ...
+
+    def exchange(self, rng: np.random.Generator) -> tuple[str, str]:
+        """A (user, assistant) exchange, for history that pads a prompt."""
+        ...
+
+    def reply(self, rng: np.random.Generator) -> str:
+        """An assistant answer, for sizing the answers a multi-turn history carries."""
         ...
 
 

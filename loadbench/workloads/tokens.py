@@ -372,7 +372,7 @@ class LengthModel:
     def __init__(self, *, exact: bool, counted_ref: float = 500.0) -> None:
         self._priors = (
             _Prior(0.0, 0.25),  # per message: ~1 pseudo-observation per 4 tokens of doubt
-            _Prior(1.0, 2000.0 if exact else 0.5),
+            _Prior(1.0, 50.0 if exact else 0.5),
         )
         self.counted_ref = counted_ref
         self._n = 0
