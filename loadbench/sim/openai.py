@@ -88,8 +88,6 @@ class ChatEncoder:
         self._head = b"data: " + head + b',"choices":[{"index":0,"delta":'
         self._tail = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
         self._usage_null = usage_null
-        if not include_usage:
-            self.content_type = "text/event-stream; charset=utf-8"
 
     def start(self) -> bytes:
         return self._head + b'{"role":"assistant","content":""}' + self._tail

@@ -597,7 +597,3 @@ def resolve_model(name: str, models: list[str]) -> str | None:
         return name[: -len(":latest")]
     return None
 
-
-def prompt_token_count(*texts: str) -> int:
-    """Prompt tokens for a request: the tokens of every text it carries (no template overhead)."""
-    return sum(count_tokens(t) for t in texts if t)
