@@ -53,6 +53,10 @@ class EnergyMeter:
         summary["energy"] = meter.report(output_tokens=n, requests=m)
 
     ``sources`` replaces detection with already-built (unopened) sources, all of which are used.
+
+    Readable as it runs: ``started_ns`` (first sample), ``idle_ns`` (the baseline's span),
+    ``stopped_ns`` (last sample), ``missed_ticks`` (ticks skipped because a sample overran), and
+    ``sampler_cpu_s`` (CPU seconds the sampler thread has used: the meter's own cost).
     """
 
     def __init__(
@@ -92,16 +96,21 @@ class EnergyMeter:
         """Open the sources, start the sampler, and block for the idle baseline (``idle_s``)."""
         if self._thread is not None or self._closed:
             raise RuntimeError("an EnergyMeter starts once")
-        self._open_sources()
-        self.started_ns = time.perf_counter_ns()
-        self._thread = threading.Thread(target=self._run, name="loadbench-energy", daemon=True)
-        self._thread.start()
-        if self.config.idle_s > 0:
-            idle_end = self.started_ns + round(self.config.idle_s * 1e9)
-            # The caller has not started load yet: this wait is the baseline.
-            while (left := idle_end - time.perf_counter_ns()) > 0:
-                time.sleep(left / 1e9)
-            self.idle_ns = (self.started_ns, idle_end)
+        try:
+            self._open_sources()
+            self.started_ns = time.perf_counter_ns()
+            self._thread = threading.Thread(target=self._run, name="loadbench-energy", daemon=True)
+            self._thread.start()
+            if self.config.idle_s > 0:
+                idle_end = self.started_ns + round(self.config.idle_s * 1e9)
+                # The caller has not started load yet: this wait is the baseline.
+                while (left := idle_end - time.perf_counter_ns()) > 0:
+                    time.sleep(left / 1e9)
+                self.idle_ns = (self.started_ns, idle_end)
+        except BaseException:
+            # __exit__ does not run when __enter__ raises (Ctrl-C during the baseline included).
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop the sampler (within one interval; it takes a last sample) and release the sources.

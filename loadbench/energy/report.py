@@ -107,8 +107,10 @@ def _local(
     gap_errors: list[str] = []
     estimated_cpu = False
 
+    run_net_j: float | None = 0.0
+    window_net_j: float | None = 0.0
+
     for data in sources:
-        kind = "estimated" if data.source.estimated else "measured"
         gaps += len(data.gaps)
         for _, error in data.gaps:
             labelled = f"{data.name}: {error}"
@@ -131,12 +133,13 @@ def _local(
                 covered_s = timeline.coverage(*idle_ns) * idle_s
                 if covered_s > 0:
                     c_idle_w = timeline.energy_j(*idle_ns) / covered_s
+            kind = "estimated" if channel.estimated or data.source.estimated else "measured"
             channels.append(
                 {
                     "source": data.name,
                     "channel": channel.name,
                     "measures": channel.measures,
-                    "kind": "estimated" if channel.estimated or data.source.estimated else "measured",
+                    "kind": kind,
                     "in_total": channel.in_total,
                     "detail": channel.detail,
                     "samples": len(mine),
@@ -153,9 +156,9 @@ def _local(
                 continue
             names_in_total.append(channel.name)
             kinds.add(kind)
-            if channel.estimated and channel.detail and channel.detail not in basis:
+            if kind == "estimated" and channel.detail and channel.detail not in basis:
                 basis.append(channel.detail)
-            if channel.estimated and channel.measures == "process-cpu":
+            if kind == "estimated" and channel.measures == "process-cpu":
                 estimated_cpu = True
             run_j += c_run or 0.0
             window_j += c_window or 0.0
@@ -164,18 +167,22 @@ def _local(
             else:
                 estimated_window_j += c_window or 0.0
             coverage = min(coverage, c_cov)
-            if c_idle_w is None or idle_w_total is None:
-                idle_w_total = None
+            if c_idle_w is None or idle_w_total is None or run_net_j is None or window_net_j is None:
+                idle_w_total = run_net_j = window_net_j = None
             else:
+                # Net of idle over the time this channel's samples cover, so partial coverage
+                # does not subtract idle power for time whose energy is not in the gross either.
                 idle_w_total += c_idle_w
+                run_net_j += (c_run or 0.0) - c_idle_w * timeline.coverage(*run_ns) * run_s
+                window_net_j += (c_window or 0.0) - c_idle_w * c_cov * window_s
         if names_in_total:
             parts.append(f"{data.name}: {', '.join(names_in_total)}")
 
     if not kinds:
-        idle_w_total = None
+        idle_w_total = run_net_j = window_net_j = None
     kind = "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "unmetered")
     if idle_ns is None:
-        idle_w_total = None
+        idle_w_total = run_net_j = window_net_j = None
         notes.append("no idle baseline (idle_s=0): net figures are not available")
     elif idle_w_total is None and kind != "unmetered":
         notes.append("the idle baseline has no readings for every channel: net figures unavailable")
@@ -196,8 +203,8 @@ def _local(
     have = kind != "unmetered"
     run_wh = run_j / _J_PER_WH if have else None
     window_wh = window_j / _J_PER_WH if have else None
-    run_net = _net(run_wh, idle_w_total, run_s)
-    window_net = _net(window_wh, idle_w_total, window_s)
+    run_net = run_net_j / _J_PER_WH if run_net_j is not None else None
+    window_net = window_net_j / _J_PER_WH if window_net_j is not None else None
     result: dict[str, Any] = {
         "kind": kind,
         "source": " + ".join(parts) if parts else None,
@@ -324,12 +331,6 @@ def _wh(joules: float | None) -> float | None:
 
 def _joules(wh: float | None) -> float | None:
     return None if wh is None else wh * _J_PER_WH
-
-
-def _net(wh: float | None, idle_w: float | None, seconds: float) -> float | None:
-    if wh is None or idle_w is None:
-        return None
-    return wh - idle_w * seconds / _J_PER_WH
 
 
 def _per(total: float | None, count: int | None) -> float | None:

@@ -316,10 +316,30 @@ def test_no_idle_baseline_means_no_net_figures() -> None:
 
 
 def test_partial_coverage_is_reported_not_extrapolated() -> None:
-    report = _build([_counter_source("gpu", [50] * 6)], window_ns=(4 * S, 10 * S))
+    # Samples stop at 6 s; the window runs to 10 s. Idle is 10 W, load 50 W.
+    report = _build([_counter_source("gpu", [10, 10, 50, 50, 50, 50])], window_ns=(4 * S, 10 * S))
     assert report["coverage"] == pytest.approx(2 / 6, abs=1e-4)
-    assert report["wh_window"] == pytest.approx(100 / 3600)
+    assert report["wh_window"] == pytest.approx(100 / 3600)  # only the 2 covered seconds
+    # Net subtracts idle only for the covered time: 100 J - 10 W x 2 s.
+    assert report["wh_window_net"] == pytest.approx(80 / 3600)
     assert "33% covered" in format_line(report)
+    assert any("cover 33%" in note for note in report["notes"])
+
+
+def test_a_source_that_fails_to_open_is_reported_and_the_others_still_run() -> None:
+    class Broken(ClockedCounter):
+        name = "broken"
+
+        def open(self) -> list[Channel]:
+            raise ValueError("driver mismatch")
+
+    with EnergyMeter(EnergyConfig(interval_s=0.02, idle_s=0), sources=[Broken(), ClockedCounter()]) as meter:
+        time.sleep(0.05)
+    tried = {t["name"]: t for t in meter.sources_tried()}
+    assert tried["broken"]["available"] is False and not tried["broken"]["used"]
+    assert tried["broken"]["reason"] == "failed to open: ValueError: driver mismatch"
+    assert tried["fake"]["used"]
+    assert meter.report()["sources"] == ["fake"]
 
 
 def test_remote_is_an_estimate_with_its_source_and_never_a_measurement() -> None:
