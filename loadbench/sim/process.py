@@ -34,17 +34,6 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # deployments, the SDK adapters), which the server never uses and which would triple the start-up
 # time. A bare package object stands in for it, so only ``loadbench.sim`` and the two leaf modules
 # it needs (``loadbench.errors``, ``loadbench.wire``) are loaded.
-_BOOTSTRAP = """
-import importlib.util, sys, types
-spec = importlib.util.find_spec("loadbench")
-if spec is not None and spec.submodule_search_locations and "loadbench" not in sys.modules:
-    package = types.ModuleType("loadbench")
-    package.__path__ = list(spec.submodule_search_locations)
-    package.__spec__ = spec
-    sys.modules["loadbench"] = package
-from loadbench.sim.cli import main
-raise SystemExit(main(sys.argv[1:]))
-"""
 
 
 class SimProcess:
@@ -139,7 +128,7 @@ class SimProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        argv = [self.python, "-c", _BOOTSTRAP, "--config-json", self.config.to_json(),
+        argv = [self.python, "-m", "loadbench.sim", "--config-json", self.config.to_json(),
                 "--ready-line", "--exit-on-stdin-eof"]
         t0 = time.perf_counter()
         try:
