@@ -102,8 +102,8 @@ def _run(argv: list[str]) -> int:
     scenario = load_scenario(ns.scenario).with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed
     )
-    out = Console(stderr=ns.json, highlight=False)
-    err = Console(stderr=True, highlight=False)
+    out = _console(stderr=ns.json)
+    err = _console(stderr=True)
     live = None if ns.quiet or not err.is_terminal else _LiveProgress(err)
     observer = _Observer(out, live, quiet=ns.quiet)
     try:
@@ -119,6 +119,16 @@ def _run(argv: list[str]) -> int:
         out.print(summary_renderable(result.summary))
         out.print(f"results: {result.path}")
     return EXIT_INTERRUPTED if result.run.get("status") == "interrupted" else 0
+
+
+def _console(*, stderr: bool = False) -> object:
+    """A console that wraps at the terminal's width, and not at all when piped to a file."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=200, soft_wrap=True)
+    return console
 
 
 class _Observer:
@@ -209,7 +219,7 @@ def _report(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m loadbench report", description="Print a finished run's summary.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     ns = p.parse_args(argv)
-    Console(highlight=False).print(summary_renderable(RunResult.load(ns.run_dir).summary))
+    _console().print(summary_renderable(RunResult.load(ns.run_dir).summary))  # type: ignore[attr-defined]
     return 0
 
 

@@ -146,26 +146,32 @@ class Experiment:
     async def run_async(self, *, observer: Observer | None = None) -> RunResult:
         scenario = self.scenario
         observer = observer or _Silent()
+        sim = None
         with contextlib.ExitStack() as stack:
-            target = self._resolve_target(scenario, stack)
+            target, sim = self._resolve_target(scenario, stack)
             out_dir = self._out_dir(scenario)
             observer.target_ready(target, out_dir)
             meter = self._energy_meter(scenario, stack)
-            return await self._run(scenario, target, out_dir, meter, observer)
+            result = await self._run(scenario, target, out_dir, meter, observer)
+        if sim is not None:  # closed now, so its ground truth is complete
+            _write_sim_trace(sim, out_dir)
+        return result
 
     # -- pieces ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _resolve_target(scenario: Scenario, stack: contextlib.ExitStack) -> TargetInfo:
+    def _resolve_target(scenario: Scenario, stack: contextlib.ExitStack) -> tuple[TargetInfo, Any]:
+        """Where requests go, and the simulator process when the target is "sim"."""
         deployment = scenario.deployment
         if scenario.target == "sim":
             from loadbench.sim import SimConfig, SimProcess
 
             sim = stack.enter_context(SimProcess(scenario.sim or SimConfig()))
-            return TargetInfo("sim", sim.base_url, deployment.dialect, deployment.model_name)
+            return TargetInfo("sim", sim.base_url, deployment.dialect, deployment.model_name), sim
         if scenario.target is not None:
-            return TargetInfo("url", scenario.target, deployment.dialect, deployment.model_name)
-        return TargetInfo("deployment", deployment.default_base_url(), deployment.dialect, deployment.model_name)
+            return TargetInfo("url", scenario.target, deployment.dialect, deployment.model_name), None
+        url = deployment.default_base_url()
+        return TargetInfo("deployment", url, deployment.dialect, deployment.model_name), None
 
     @staticmethod
     def _out_dir(scenario: Scenario) -> Path:
@@ -353,6 +359,17 @@ class Experiment:
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
         }
+
+
+def _write_sim_trace(sim: Any, out_dir: Path) -> None:
+    """Keep the simulator's ground truth beside the records, for ``loadbench verify``."""
+    import orjson
+
+    from loadbench.results.verify import SIM_TRACE
+
+    rows = sim.read_trace()
+    if rows:
+        (out_dir / SIM_TRACE).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
 
 
 def _prompts(stream: Any) -> Iterator[Prompt]:

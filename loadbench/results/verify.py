@@ -1,0 +1,143 @@
+"""Client against server: compare a run's records with a server-side ground-truth trace.
+
+The embedded simulator writes, per request, when it received it, when it handed the first token
+and the last byte to the transport, and how many tokens it sent, on the same monotonic clock as the
+client (``perf_counter_ns``: CLOCK_MONOTONIC, shared by every process on one host). Joined by
+request id, each pair gives:
+
+* ``request_transit_ms``: client sent → server received (request write, event-loop wake-up);
+* ``first_token_delivery_ms``: server wrote the first token → client stamped it;
+* ``end_delivery_ms``: server wrote the last byte → client saw the end;
+* ``ttft_diff_ms``: client TTFT − server TTFT (received → first token written);
+* ``e2e_diff_ms``: client E2E − server E2E (received → last byte written);
+* token counts that differ.
+
+A harness that stamps late, parses slowly or queues behind its own work shows up here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from loadbench.errors import LoadbenchError
+
+SIM_TRACE = "sim_trace.jsonl"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoadbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    out = []
+    for n, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                raise LoadbenchError(f"{path}:{n}: not a JSON line") from None
+    return out
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "mean": None, "p50": None, "p99": None, "max_abs": None}
+    arr = np.asarray(values, dtype=float)
+    return {
+        "count": int(arr.size),
+        "mean": float(arr.mean()),
+        "p50": float(np.percentile(arr, 50)),
+        "p99": float(np.percentile(arr, 99)),
+        "max_abs": float(np.abs(arr).max()),
+    }
+
+
+def compare(run_dir: str | Path, trace: str | Path | None = None) -> dict[str, Any]:
+    """Join requests.jsonl with the trace and return per-metric differences (milliseconds)."""
+    run_dir = Path(run_dir)
+    trace_path = Path(trace) if trace is not None else run_dir / SIM_TRACE
+    if not (run_dir / "requests.jsonl").is_file():
+        raise LoadbenchError(f"{run_dir}: no requests.jsonl (is this a loadbench run directory?)")
+    if not trace_path.is_file():
+        raise LoadbenchError(
+            f"{trace_path}: no ground-truth trace (runs against the embedded simulator write {SIM_TRACE}; "
+            "pass --trace for another file)"
+        )
+    client = {r["request_id"]: r for r in _read_jsonl(run_dir / "requests.jsonl")}
+    server = {t["id"]: t for t in _read_jsonl(trace_path) if "id" in t}
+
+    diffs: dict[str, list[float]] = {
+        "request_transit_ms": [],
+        "first_token_delivery_ms": [],
+        "end_delivery_ms": [],
+        "ttft_diff_ms": [],
+        "e2e_diff_ms": [],
+    }
+    token_mismatches = []
+    joined = 0
+    for rid, c in client.items():
+        s = server.get(rid)
+        if s is None or c.get("status") != "ok" or s.get("outcome") != "ok":
+            continue
+        joined += 1
+        sent, received = c["sent_ns"], s["received_ns"]
+        diffs["request_transit_ms"].append((received - sent) / 1e6)
+        if c["first_token_ns"] and s.get("first_token_ns"):
+            diffs["first_token_delivery_ms"].append((c["first_token_ns"] - s["first_token_ns"]) / 1e6)
+            client_ttft = c["first_token_ns"] - sent
+            server_ttft = s["first_token_ns"] - received
+            diffs["ttft_diff_ms"].append((client_ttft - server_ttft) / 1e6)
+        diffs["end_delivery_ms"].append((c["end_ns"] - s["last_ns"]) / 1e6)
+        diffs["e2e_diff_ms"].append(((c["end_ns"] - sent) - (s["last_ns"] - received)) / 1e6)
+        if c.get("output_tokens") != s.get("output_tokens"):
+            token_mismatches.append({"request_id": rid, "client": c.get("output_tokens"), "server": s.get("output_tokens")})
+    return {
+        "run_dir": str(run_dir),
+        "trace": str(trace_path),
+        "client_requests": len(client),
+        "server_requests": len(server),
+        "joined_ok": joined,
+        "unmatched_client_ids": sum(1 for rid in client if rid not in server),
+        "metrics": {name: _stats(values) for name, values in diffs.items()},
+        "token_count_mismatches": len(token_mismatches),
+        "token_mismatch_examples": token_mismatches[:5],
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``loadbench verify RUN_DIR [--trace T] [--max-p99-ms X] [--json]``; exit 1 when over the bound."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadbench verify",
+        description="Compare a run's client-side stamps with a server's ground-truth trace "
+        f"(default: RUN_DIR/{SIM_TRACE}, written by runs against the embedded simulator).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--trace", metavar="TRACE", help="a ground-truth JSONL trace (the simulator's format)")
+    p.add_argument("--max-p99-ms", type=float, metavar="X", help="exit 1 if |ttft_diff| or |e2e_diff| p99 exceeds X ms")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    ns = p.parse_args(argv)
+    result = compare(ns.run_dir, ns.trace)
+    if ns.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(
+            f"{result['joined_ok']} requests joined ({result['client_requests']} client, "
+            f"{result['server_requests']} server); token count mismatches: {result['token_count_mismatches']}"
+        )
+        print(f"{'client - server (ms)':<26}{'count':>7}{'mean':>10}{'p50':>10}{'p99':>10}{'max |x|':>10}")
+        for name, st in result["metrics"].items():
+            if st["count"]:
+                print(
+                    f"{name:<26}{st['count']:>7}{st['mean']:>10.3f}{st['p50']:>10.3f}{st['p99']:>10.3f}{st['max_abs']:>10.3f}"
+                )
+    if ns.max_p99_ms is not None:
+        for name in ("ttft_diff_ms", "e2e_diff_ms"):
+            st = result["metrics"][name]
+            if st["count"] and max(abs(st["p99"]), 0) > ns.max_p99_ms:
+                return 1
+    return 0
