@@ -226,7 +226,7 @@ class Experiment:
         write_json(out_dir / "run.json", run_info)
 
         recorder = Recorder()
-        stream = scenario.workload.open(seed=scenario.seed, counter=None)
+        stream = scenario.workload.open(seed=scenario.seed, counter=_token_counter(target))
         observe = getattr(stream, "observe", None)
         slo = dict(scenario.slo)
         goodput = {"ok": 0}
@@ -277,8 +277,11 @@ class Experiment:
                 meter.mark("load_start")
             ticker = loop.create_task(_tick(scheduler, recorder, scenario, observer))
             timing: RunTiming | None = None
+            failure: BaseException | None = None
             try:
                 timing = await scheduler.run()
+            except BaseException as exc:  # a harness bug or a hard cancel: still write what was measured
+                failure = exc
             finally:
                 ticker.cancel()
                 _remove_signals(loop, installed)
@@ -293,10 +296,16 @@ class Experiment:
         write_json(out_dir / "summary.json", summary)
         if meter is not None:
             meter.write_csv(out_dir / "energy.csv")
-        run_info["status"] = "finished" if timing and timing.stopped_by != "signal" else "interrupted"
+        if failure is not None:
+            run_info["status"] = "failed"
+            run_info["error"] = type(failure).__name__
+        else:
+            run_info["status"] = "interrupted" if timing and timing.stopped_by == "signal" else "finished"
         run_info["stopped_by"] = timing.stopped_by if timing else "error"
         run_info["finished_at"] = datetime.now(UTC).isoformat()
         write_json(out_dir / "run.json", run_info)
+        if failure is not None:
+            raise failure
         return RunResult(path=out_dir, summary=summary, run=run_info)
 
     def _summarize(
@@ -359,6 +368,19 @@ class Experiment:
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
         }
+
+
+def _token_counter(target: TargetInfo) -> Any:
+    """Count prompt tokens with the target's own /tokenize where it is ours or on this host.
+
+    Remote APIs get no probe (it would be an unauthenticated request to a provider); their prompts
+    are sized by an estimate that calibrates itself from the usage counts of the first requests.
+    """
+    if target.kind == "sim" or _is_loopback(target.base_url):
+        from loadbench.workloads import auto_counter
+
+        return auto_counter(target.base_url)
+    return None
 
 
 def _write_sim_trace(sim: Any, out_dir: Path) -> None:
@@ -443,7 +465,7 @@ def _install_signals(loop: asyncio.AbstractEventLoop, scheduler: Scheduler, obse
     """Ctrl-C / SIGTERM stop scheduling and drain; a second one cancels in-flight requests."""
 
     def handler(name: str) -> None:
-        observer.stopping(name if scheduler._stop_requests == 0 else f"{name} again: cancelling in-flight requests")
+        observer.stopping(name if scheduler.stop_requests == 0 else f"{name} again: cancelling in-flight requests")
         scheduler.request_stop()
 
     installed = []

@@ -42,7 +42,11 @@ _now = time.perf_counter_ns
 _SPIN_NS = 1_500_000
 # Longer waits also watch for a stop request, so a long gap between bursts never delays Ctrl-C.
 _WATCH_STOP_NS = 50_000_000
-_PREFETCH_PROMPTS = 4096
+# Prompts are built ahead of their send times (a Prefill prompt costs ~0.5 ms to build), in small
+# batches while the dispatcher sleeps. The buffer stays small so that length calibration learnt
+# from finished requests reaches the prompts soon after.
+_PROMPT_BUFFER = 128
+_REFILL_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class Scheduler:
         self._rng = np.random.default_rng(seed)
         self._keep_text = keep_text
         self._buffer: deque[Prompt] = deque()
+        self._refill_wanted = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._stopped_by: str | None = None
         self._stop_requests = 0
@@ -108,24 +113,47 @@ class Scheduler:
     async def run(self) -> RunTiming:
         """Run the plan to its stop rule (or until ``request_stop``); return the timing."""
         self._prefetch()
+        refill = asyncio.ensure_future(self._refill())
         # A small lead lets the loop settle before the first intended time.
         self.start_ns = _now() + 2_000_000
-        if isinstance(self._plan, Concurrency):
-            await self._run_closed(self._plan)
-        else:
-            await self._run_open(self._plan)
+        try:
+            if isinstance(self._plan, Concurrency):
+                await self._run_closed(self._plan)
+            else:
+                await self._run_open(self._plan)
+        finally:
+            refill.cancel()
         scheduling_stopped_ns = _now()
         self._stop_event.set()
         await self._drain()
         return RunTiming(self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan")
 
     def _prefetch(self) -> None:
-        want = self._stop.requests if self._stop.requests is not None else _PREFETCH_PROMPTS
-        for _ in range(min(want, _PREFETCH_PROMPTS)):
+        want = self._stop.requests if self._stop.requests is not None else _PROMPT_BUFFER
+        for _ in range(min(want, _PROMPT_BUFFER)):
             self._buffer.append(next(self._prompts))
 
+    async def _refill(self) -> None:
+        """Keep the prompt buffer topped up in small batches, yielding between them."""
+        buffer = self._buffer
+        while True:
+            await self._refill_wanted.wait()
+            self._refill_wanted.clear()
+            while len(buffer) < _PROMPT_BUFFER:
+                for _ in range(_REFILL_BATCH):
+                    buffer.append(next(self._prompts))
+                await asyncio.sleep(0)
+
     def _next_prompt(self) -> Prompt:
-        return self._buffer.popleft() if self._buffer else next(self._prompts)
+        buffer = self._buffer
+        if len(buffer) < _PROMPT_BUFFER // 2:
+            self._refill_wanted.set()
+        return buffer.popleft() if buffer else next(self._prompts)
+
+    @property
+    def stop_requests(self) -> int:
+        """How many times ``request_stop()`` has been called."""
+        return self._stop_requests
 
     def _new_record(self, index: int, intended_ns: int, user: int = -1) -> RequestRecord:
         self.scheduled += 1
