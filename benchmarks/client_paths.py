@@ -46,8 +46,11 @@ def deployment(dialect: str, client: str, base_url: str):
     return Remote.claude("claude-bench", client=client)
 
 
-async def closed_loop(dep, base_url: str, concurrency: int, requests: int, output_tokens: int):
-    """``requests`` prompts through ``concurrency`` users; returns (records, cpu_s, wall_s)."""
+async def closed_loop(dep, base_url: str, concurrency: int, requests: int, output_tokens: int, label: str):
+    """``requests`` prompts through ``concurrency`` users; returns (records, cpu_s, wall_s).
+
+    Request ids are ``{label}-{i}``: unique per cell, so they join with the simulator's trace.
+    """
     settings = ClientSettings(pool_size=concurrency, simulated=True)
     prompt = Prompt.user("benchmark the client path", max_output_tokens=output_tokens, ignore_eos=True)
     records: list[RequestRecord] = []
@@ -62,7 +65,7 @@ async def closed_loop(dep, base_url: str, concurrency: int, requests: int, outpu
                 i = next_index
                 next_index += 1
                 now = perf_counter_ns()
-                rec = RequestRecord(index=i, request_id=f"{id(dep)}-{concurrency}-{i}", intended_ns=now, user=u)
+                rec = RequestRecord(index=i, request_id=f"{label}-{i}", intended_ns=now, user=u)
                 rec.sent_ns = now
                 try:
                     await sender.send(prompt, rec)
@@ -71,7 +74,7 @@ async def closed_loop(dep, base_url: str, concurrency: int, requests: int, outpu
                     failures += 1
 
         # One warm-up request opens a connection and imports lazily loaded code.
-        warm = RequestRecord(index=-1, request_id="warmup", intended_ns=perf_counter_ns())
+        warm = RequestRecord(index=-1, request_id=f"{label}-warmup", intended_ns=perf_counter_ns())
         warm.sent_ns = perf_counter_ns()
         await sender.send(prompt, warm)
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -105,7 +108,14 @@ def main() -> None:
                 for client in ("http", "sdk"):
                     dep = deployment(dialect, client, sim.base_url)
                     records, cpu_s, wall_s = asyncio.run(
-                        closed_loop(dep, sim.base_url, concurrency, requests, args.output_tokens)
+                        closed_loop(
+                            dep,
+                            sim.base_url,
+                            concurrency,
+                            requests,
+                            args.output_tokens,
+                            f"{dialect}-{client}-{concurrency}",
+                        )
                     )
                     rows.append((dialect, client, concurrency, records, cpu_s, wall_s))
         time.sleep(0.3)  # the simulator flushes its trace every 100 ms

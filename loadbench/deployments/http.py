@@ -182,9 +182,7 @@ class Wire(Protocol):
 # The one translation boundary for foreign exceptions.
 
 
-def translate(
-    exc: BaseException, *, responded: bool = False, first_token: bool = False
-) -> RequestFailed:
+def translate(exc: BaseException, *, responded: bool = False, first_token: bool = False) -> RequestFailed:
     """Map an aiohttp / OS / asyncio-timeout exception to ``RequestFailed``, chaining ``exc``.
 
     ``responded`` says response headers had arrived (a drop after that is a mid-stream reset);
@@ -198,9 +196,7 @@ def translate(
     return failed
 
 
-def _categorise(
-    exc: BaseException, *, responded: bool, first_token: bool
-) -> tuple[ErrorCategory, str]:
+def _categorise(exc: BaseException, *, responded: bool, first_token: bool) -> tuple[ErrorCategory, str]:
     C = ErrorCategory
     # Order matters: aiohttp's timeout and connector errors subclass OSError / TimeoutError.
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -242,10 +238,7 @@ def _categorise(
 
 def _connector_detail(exc: aiohttp.ClientConnectorError) -> str:
     os_error = exc.os_error
-    if (
-        isinstance(os_error, ConnectionRefusedError)
-        or getattr(os_error, "errno", None) == errno.ECONNREFUSED
-    ):
+    if isinstance(os_error, ConnectionRefusedError) or getattr(os_error, "errno", None) == errno.ECONNREFUSED:
         return "connection refused"
     if "Connect call failed" in str(exc) and "111" in str(exc):
         return "connection refused"
@@ -336,9 +329,7 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def status_failure(
-    status: int, body: bytes, headers: Mapping[str, str], secret: str | None
-) -> RequestFailed:
+def status_failure(status: int, body: bytes, headers: Mapping[str, str], secret: str | None) -> RequestFailed:
     """The ``RequestFailed`` for a non-2xx response: category by status, message from body."""
     category = ErrorCategory.for_http_status(status)
     if error_type(body) == "overloaded_error":
@@ -351,6 +342,19 @@ def status_failure(
         http_status=status,
         retry_after_s=retry_after_s(headers),
     )
+
+
+async def read_limited(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
+    """The body up to ``limit_bytes`` (``StreamReader.read(n)`` alone may return one chunk)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit_bytes:
+        part = await content.read(limit_bytes - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def deadlines(record: RequestRecord, timeouts: Timeouts) -> tuple[float, float]:
@@ -432,9 +436,7 @@ class HttpTransport:
             self._closed = True
             await self._session.close()
 
-    async def get(
-        self, url: str, headers: Mapping[str, str], *, timeout_s: float
-    ) -> tuple[int, bytes, str]:
+    async def get(self, url: str, headers: Mapping[str, str], *, timeout_s: float) -> tuple[int, bytes, str]:
         """One small GET for preflight checks: ``(status, body, content_type)``.
 
         Raises ``RequestFailed`` (via ``translate``) when no HTTP answer comes back.
@@ -442,7 +444,7 @@ class HttpTransport:
         try:
             async with asyncio.timeout(timeout_s):
                 async with self.session.get(url, headers=headers) as resp:
-                    body = await resp.content.read(1 << 20)
+                    body = await read_limited(resp.content, 1 << 20)
                     return resp.status, body, resp.content_type
         except Exception as exc:
             raise translate(exc) from exc
@@ -483,17 +485,15 @@ class HttpSender:
         responded = False
         try:
             async with asyncio.timeout_at(first_at) as deadline:
-                async with self.transport.session.post(
-                    self._url, data=body, headers=headers
-                ) as resp:
+                async with self.transport.session.post(self._url, data=body, headers=headers) as resp:
                     record.http_status = resp.status
                     if resp.status >= 300:
-                        raw = await resp.content.read(ERROR_BODY_LIMIT_BYTES)
+                        raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
                         record.end_ns = perf_counter_ns()
                         raise status_failure(resp.status, raw, resp.headers, self.secret)
                     responded = True
                     if sse and resp.content_type == "application/json":
-                        raw = await resp.content.read(ERROR_BODY_LIMIT_BYTES)
+                        raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
                         record.end_ns = perf_counter_ns()
                         raise RequestFailed(
                             ErrorCategory.MALFORMED,
@@ -523,9 +523,7 @@ class HttpSender:
                             if exc.category is not ErrorCategory.MALFORMED:
                                 raise
                     if not parser.done:
-                        raise RequestFailed(
-                            ErrorCategory.TRUNCATED, "stream ended without its final record"
-                        )
+                        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
         except RequestFailed as exc:
             if self.secret and exc.detail and self.secret in exc.detail:
                 raise RequestFailed(
@@ -538,9 +536,7 @@ class HttpSender:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            raise translate(
-                exc, responded=responded, first_token=bool(record.first_token_ns)
-            ) from exc
+            raise translate(exc, responded=responded, first_token=bool(record.first_token_ns)) from exc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from loadbench.deployments.http import (
     error_message,
     join_url,
     preflight_failure,
+    read_limited,
     translate,
     v1_url,
 )
@@ -213,12 +214,15 @@ class Local(Deployment):
             for m in listing["models"]
             if isinstance(m, dict) and (m.get("name") or m.get("model"))
         ]
-        for tag in tags:
-            if _has(served, tag):
-                return tag
-        if self.pull:
+        chosen = next((tag for tag in tags if _has(served, tag)), None)
+        if chosen is None and self.pull:
             await self._pull(transport, base_url, tags[0])
-            return tags[0]
+            chosen = tags[0]
+        if chosen is not None:
+            think = self.think if self.think is not None else settings.reasoning
+            if think:
+                await _check_thinking(transport, base_url, chosen, timeout_s)
+            return chosen
         have = ", ".join(served) if served else "no models"
         raise TargetError(
             f"{base_url} has no model {tags[0]!r} (pull it with `ollama pull {tags[0]}` "
@@ -234,7 +238,7 @@ class Local(Deployment):
             async with asyncio.timeout(PULL_TIMEOUT_S):
                 async with transport.session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
                     if resp.status >= 300:
-                        message = error_message(await resp.content.read(65536))
+                        message = error_message(await read_limited(resp.content, 65536))
                         raise TargetError(f"{base_url}: pulling {tag!r} failed: HTTP {resp.status}: {message}")
                     async for chunk in resp.content.iter_any():
                         for _, line in decoder.feed(chunk):
@@ -250,6 +254,29 @@ class Local(Deployment):
             failed = translate(exc, responded=True)
             raise TargetError(f"{base_url}: pulling {tag!r} failed: {failed.detail}") from None
         raise TargetError(f"{base_url}: pulling {tag!r} ended without success")
+
+
+async def _check_thinking(transport: HttpTransport, base_url: str, tag: str, timeout_s: float) -> None:
+    """Stop early when reasoning is asked of a model without Ollama's ``thinking`` capability
+    (every request would fail with HTTP 400). Servers that don't report capabilities pass."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with transport.session.post(
+                join_url(base_url, "api/show"),
+                data=orjson.dumps({"model": tag}),
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                body = await read_limited(resp.content, 1 << 20) if resp.status == 200 else b""
+    except Exception:
+        return
+    info = _json(body) if body else None
+    capabilities = info.get("capabilities") if isinstance(info, dict) else None
+    if isinstance(capabilities, list) and "thinking" not in capabilities:
+        raise TargetError(
+            f"{base_url}: model {tag!r} does not support thinking (capabilities: "
+            f"{', '.join(map(str, capabilities))}); run with reasoning=False or pick a thinking "
+            "model such as deepseek-r1 or qwen3"
+        )
 
 
 def _pull_status(tag: str, base_url: str, line: bytes) -> str:

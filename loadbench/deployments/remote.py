@@ -47,9 +47,7 @@ class _ProviderInfo:
 
 
 _PROVIDERS: dict[str, _ProviderInfo] = {
-    "openai": _ProviderInfo(
-        "https://api.openai.com/v1", "OPENAI_API_KEY", "openai", "gpt-4o-mini", "o4-mini", False
-    ),
+    "openai": _ProviderInfo("https://api.openai.com/v1", "OPENAI_API_KEY", "openai", "gpt-4o-mini", "o4-mini", False),
     "deepseek": _ProviderInfo(
         "https://api.deepseek.com",
         "DEEPSEEK_API_KEY",
@@ -107,18 +105,14 @@ class Remote(Deployment):
         provider = _ALIASES.get(self.provider, self.provider)
         if provider not in _PROVIDERS:
             known = ", ".join(sorted({*_PROVIDERS, *_ALIASES}))
-            raise ConfigError(
-                f"Remote provider {self.provider!r} is unknown; expected one of {known}"
-            )
+            raise ConfigError(f"Remote provider {self.provider!r} is unknown; expected one of {known}")
         object.__setattr__(self, "provider", provider)
         if provider == "compatible" and (not self.base_url or not self.model):
             raise ConfigError("Remote.compatible needs both base_url and model")
         if self.client not in ("http", "sdk"):
             raise ConfigError(f"Remote client must be 'http' or 'sdk', got {self.client!r}")
         if self.base_url is not None and urlsplit(self.base_url).scheme not in ("http", "https"):
-            raise ConfigError(
-                f"Remote base_url must start with http:// or https://, got {self.base_url!r}"
-            )
+            raise ConfigError(f"Remote base_url must start with http:// or https://, got {self.base_url!r}")
         if self.max_tokens < 1:
             raise ConfigError(f"Remote max_tokens must be >= 1, got {self.max_tokens!r}")
         if provider == "anthropic" and self.thinking_budget_tokens < 1024:
@@ -127,9 +121,7 @@ class Remote(Deployment):
                 f"got {self.thinking_budget_tokens!r}"
             )
         if self.api_key is not None and not self.api_key.strip():
-            raise ConfigError(
-                "Remote api_key is empty; pass a key or leave it unset to use the environment"
-            )
+            raise ConfigError("Remote api_key is empty; pass a key or leave it unset to use the environment")
 
     # -- constructors ---------------------------------------------------------------------------
 
@@ -143,9 +135,7 @@ class Remote(Deployment):
         **options: Any,
     ) -> Remote:
         """OpenAI's chat completions API (key: ``api_key`` or ``OPENAI_API_KEY``)."""
-        return cls(
-            "openai", model, base_url, api_key=api_key, reasoning_effort=reasoning_effort, **options
-        )
+        return cls("openai", model, base_url, api_key=api_key, reasoning_effort=reasoning_effort, **options)
 
     @classmethod
     def deepseek(
@@ -178,9 +168,7 @@ class Remote(Deployment):
         )
 
     @classmethod
-    def compatible(
-        cls, base_url: str, model: str, api_key: str | None = None, **options: Any
-    ) -> Remote:
+    def compatible(cls, base_url: str, model: str, api_key: str | None = None, **options: Any) -> Remote:
         """An OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama's /v1) at ``base_url``."""
         return cls("compatible", model, base_url, api_key=api_key, **options)
 
@@ -227,9 +215,7 @@ class Remote(Deployment):
             "client": self.client,
             "api_key": key_source,
             "reasoning_effort": self.reasoning_effort,
-            "thinking_budget_tokens": (
-                self.thinking_budget_tokens if self.provider == "anthropic" else None
-            ),
+            "thinking_budget_tokens": (self.thinking_budget_tokens if self.provider == "anthropic" else None),
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
@@ -253,8 +239,7 @@ class Remote(Deployment):
         key = os.environ.get(env, "").strip()
         if not key:
             raise TargetError(
-                f"Remote {self.provider} ({self.model_name}) needs an API key: set {env} "
-                "or pass api_key=..."
+                f"Remote {self.provider} ({self.model_name}) needs an API key: set {env} or pass api_key=..."
             )
         return key
 
@@ -305,9 +290,7 @@ class Remote(Deployment):
             return headers
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def open(
-        self, *, base_url: str, settings: ClientSettings
-    ) -> AbstractAsyncContextManager[Sender]:
+    def open(self, *, base_url: str, settings: ClientSettings) -> AbstractAsyncContextManager[Sender]:
         return self._open(base_url=base_url, settings=settings)
 
     @asynccontextmanager
@@ -337,9 +320,7 @@ class Remote(Deployment):
         url = v1_url(base_url, "models")
         timeout_s = settings.timeouts.connect_s + 10.0
         try:
-            status, body, content_type = await transport.get(
-                url, self.auth_headers(key), timeout_s=timeout_s
-            )
+            status, body, content_type = await transport.get(url, self.auth_headers(key), timeout_s=timeout_s)
         except RequestFailed as exc:
             raise preflight_failure(base_url, exc) from None
         if status in (401, 403):
@@ -348,8 +329,7 @@ class Remote(Deployment):
             hint = await _dialect_hint(transport, base_url, timeout_s)
             raise TargetError(
                 f"{base_url}: HTTP {status} for GET {urlsplit(url).path} — not an "
-                f"{'Anthropic' if self.dialect == 'anthropic' else 'OpenAI-compatible'} API root"
-                + hint
+                f"{'Anthropic' if self.dialect == 'anthropic' else 'OpenAI-compatible'} API root" + hint
             )
         if status >= 400:
             from loadbench.deployments.http import error_message
@@ -369,9 +349,7 @@ class Remote(Deployment):
                 f"(use Local(...), or base_url '{_origin(base_url)}/v1' for its OpenAI API)"
             )
         if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
-            raise TargetError(
-                f"{base_url}: GET {urlsplit(url).path} did not return an OpenAI-style model list"
-            )
+            raise TargetError(f"{base_url}: GET {urlsplit(url).path} did not return an OpenAI-style model list")
         if self.provider == "compatible" and not settings.simulated:
             served = [m.get("id") for m in listing["data"] if isinstance(m, dict) and m.get("id")]
             model = self.resolved_model(reasoning=settings.reasoning)

@@ -104,9 +104,7 @@ class OpenAIStream:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise RequestFailed(
-                ErrorCategory.MALFORMED, f"unparsable chunk: {data[:80]!r}"
-            ) from None
+            raise RequestFailed(ErrorCategory.MALFORMED, f"unparsable chunk: {data[:80]!r}") from None
         if type(obj) is not dict:
             raise RequestFailed(ErrorCategory.MALFORMED, f"chunk is not an object: {data[:80]!r}")
         if event == "error" or obj.get("error") or obj.get("object") == "error":
@@ -140,9 +138,7 @@ def stream_error(obj: dict[str, Any]) -> RequestFailed:
     else:
         message = err if isinstance(err, str) and err else obj.get("message") or "error event"
         kind = obj.get("type")
-    category = (
-        ErrorCategory.OVERLOADED if kind == "overloaded_error" else ErrorCategory.STREAM_ERROR
-    )
+    category = ErrorCategory.OVERLOADED if kind == "overloaded_error" else ErrorCategory.STREAM_ERROR
     return RequestFailed(category, f"in-stream error: {str(message)[:200]}")
 
 
