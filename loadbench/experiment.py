@@ -279,7 +279,8 @@ class Experiment:
             timing: RunTiming | None = None
             failure: BaseException | None = None
             try:
-                timing = await scheduler.run()
+                with _calm_gc():
+                    timing = await scheduler.run()
             except BaseException as exc:  # a harness bug or a hard cancel: still write what was measured
                 failure = exc
             finally:
@@ -368,6 +369,29 @@ class Experiment:
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
         }
+
+
+@contextlib.contextmanager
+def _calm_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector from pausing the event loop mid-run.
+
+    A full collection walks every live object; with tens of thousands of records and chunk stamps
+    that is tens of milliseconds during which no token is stamped (measured against the
+    simulator's ground truth: p99.9 delivery error fell from ~30 ms to ~7 ms). Objects alive at
+    the start are frozen out of collection and the young-generation threshold is raised; cycles
+    made during the run are still collected, just in fewer, cheaper passes.
+    """
+    import gc
+
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _token_counter(target: TargetInfo) -> Any:
