@@ -235,6 +235,12 @@ class Experiment:
         answers: list[tuple[Prompt, str]] = []
 
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
+            # The model actually sent (a preset resolved, or the server's own model picked).
+            sent_model = getattr(getattr(sender, "wire", None), "model", None)
+            if sent_model and sent_model != target.model:
+                target = dataclasses.replace(target, model=sent_model)
+                run_info["target"] = target.describe()
+                write_json(out_dir / "run.json", run_info)
             writer = RunWriter(
                 out_dir,
                 recorder=recorder,

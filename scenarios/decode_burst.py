@@ -10,7 +10,7 @@ from loadbench import Burst, Decode, Remote, Scenario, SimConfig, Stop, Uniform
 
 scenario = Scenario(
     workload=Decode(input_tokens=Uniform(64, 160), output_tokens=Uniform(200, 400)),
-    deployment=Remote.compatible(base_url="http://127.0.0.1:8000", model="llama3.2"),
+    deployment=Remote.compatible(base_url="http://127.0.0.1:8000"),  # the server's own model
     load=Burst(size=32, every_s=3.0, waves=4),
     stop=Stop(duration_s=12.0, drain_s=30.0),
     target="sim",

@@ -9,7 +9,7 @@ from loadbench import Balanced, Normal, Poisson, Remote, Scenario, SimConfig, St
 
 scenario = Scenario(
     workload=Balanced(input_tokens=Normal(256, 64, 64, 512), output_tokens=Normal(128, 32, 32, 256)),
-    deployment=Remote.compatible(base_url="http://127.0.0.1:8000", model="llama3.2"),
+    deployment=Remote.compatible(base_url="http://127.0.0.1:8000"),  # the server's own model
     load=Poisson(rate_per_s=6.0),
     stop=Stop(duration_s=20.0, warmup_s=3.0),
     target="sim",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -107,8 +107,8 @@ class Remote(Deployment):
             known = ", ".join(sorted({*_PROVIDERS, *_ALIASES}))
             raise ConfigError(f"Remote provider {self.provider!r} is unknown; expected one of {known}")
         object.__setattr__(self, "provider", provider)
-        if provider == "compatible" and (not self.base_url or not self.model):
-            raise ConfigError("Remote.compatible needs both base_url and model")
+        if provider == "compatible" and not self.base_url:
+            raise ConfigError("Remote.compatible needs a base_url")
         if self.client not in ("http", "sdk"):
             raise ConfigError(f"Remote client must be 'http' or 'sdk', got {self.client!r}")
         if self.base_url is not None and urlsplit(self.base_url).scheme not in ("http", "https"):
@@ -168,8 +168,12 @@ class Remote(Deployment):
         )
 
     @classmethod
-    def compatible(cls, base_url: str, model: str, api_key: str | None = None, **options: Any) -> Remote:
-        """An OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama's /v1) at ``base_url``."""
+    def compatible(cls, base_url: str, model: str | None = None, api_key: str | None = None, **options: Any) -> Remote:
+        """An OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama's /v1) at ``base_url``.
+
+        With no ``model``, the run uses the first model the server lists at ``/v1/models`` (a
+        vLLM or llama.cpp server usually serves one), so one scenario works against any of them.
+        """
         return cls("compatible", model, base_url, api_key=api_key, **options)
 
     # -- Deployment ---------------------------------------------------------------------------
@@ -183,13 +187,16 @@ class Remote(Deployment):
         return self.resolved_model(reasoning=False)
 
     def resolved_model(self, *, reasoning: bool) -> str:
-        """The model sent on the wire: the one given, else the provider's default."""
+        """The model sent on the wire: the one given, else the provider's default.
+
+        A compatible server with no model given uses the first model it lists; until the run
+        opens that is unknown, and this returns ``"(served model)"``.
+        """
         if self.model:
             return self.model
         info = _PROVIDERS[self.provider]
         name = info.reasoning_model if reasoning else info.model
-        assert name is not None  # compatible requires a model
-        return name
+        return name or "(served model)"
 
     def default_base_url(self) -> str:
         if self.base_url:
@@ -296,26 +303,33 @@ class Remote(Deployment):
     @asynccontextmanager
     async def _open(self, *, base_url: str, settings: ClientSettings) -> AsyncIterator[Sender]:
         key = self.resolve_key(settings)
-        wire = self.wire(settings)
         if self.client == "sdk":
             from loadbench.deployments.sdk import open_remote_sdk
 
             async with HttpTransport(settings) as transport:
-                await self.preflight(transport, base_url, key, settings)
-            async with open_remote_sdk(self, wire, base_url, key, settings) as sender:
+                chosen = self._with_served_model(await self.preflight(transport, base_url, key, settings), base_url)
+            async with open_remote_sdk(chosen, chosen.wire(settings), base_url, key, settings) as sender:
                 yield sender
             return
         async with HttpTransport(settings) as transport:
-            await self.preflight(transport, base_url, key, settings)
-            yield HttpSender(transport, wire, base_url, self.auth_headers(key), secret=key)
+            chosen = self._with_served_model(await self.preflight(transport, base_url, key, settings), base_url)
+            yield HttpSender(transport, chosen.wire(settings), base_url, self.auth_headers(key), secret=key)
+
+    def _with_served_model(self, served: list[str], base_url: str) -> Remote:
+        """This deployment, with the server's first model when none was given (compatible only)."""
+        if self.model or self.provider != "compatible":
+            return self
+        if not served:
+            raise TargetError(f"{base_url} lists no models; give Remote.compatible a model=")
+        return replace(self, model=served[0])
 
     async def preflight(
         self, transport: HttpTransport, base_url: str, key: str | None, settings: ClientSettings
-    ) -> None:
+    ) -> list[str]:
         """One ``GET /v1/models``: the server is there, speaks this dialect, and takes the key.
 
         Turns each failure into one ``TargetError`` line; for compatible servers also checks the
-        model is among those served.
+        model, when one was given, is among those served. Returns the served model ids.
         """
         url = v1_url(base_url, "models")
         timeout_s = settings.timeouts.connect_s + 10.0
@@ -350,12 +364,15 @@ class Remote(Deployment):
             )
         if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
             raise TargetError(f"{base_url}: GET {urlsplit(url).path} did not return an OpenAI-style model list")
-        if self.provider == "compatible" and not settings.simulated:
-            served = [m.get("id") for m in listing["data"] if isinstance(m, dict) and m.get("id")]
-            model = self.resolved_model(reasoning=settings.reasoning)
-            if served and model not in served:
+        served = [m["id"] for m in listing["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if self.provider == "compatible" and self.model and not settings.simulated and served:
+            if self.model not in served:
                 names = ", ".join(served[:20])
-                raise TargetError(f"{base_url} does not serve model {model!r}; it serves: {names}")
+                raise TargetError(
+                    f"{base_url} does not serve model {self.model!r}; it serves: {names} "
+                    "(leave model unset to use the server's first model)"
+                )
+        return served
 
 
 def _origin(base_url: str) -> str:
