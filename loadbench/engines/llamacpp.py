@@ -257,11 +257,10 @@ def build_llama_server(*, jobs: int | None = None, log: Callable[[str], None] = 
 
     Idempotent: if ``<cache>/llama.cpp-<version>/bin/llama-server`` exists,
     was built on a CPU with the same features and ``--version`` runs, it is
-    returned at once. Otherwise the llama-cpp-python
-    sdist is fetched with ``pip download`` (kept in ``<cache>/downloads``),
-    unpacked, and its vendored llama.cpp built with CMake (Ninja when
-    available) using ``jobs`` parallel jobs (default: all CPUs). It takes
-    about 5-10 minutes on 2 cores. The build happens in a temporary folder
+    returned at once. Otherwise the llama-cpp-python sdist is fetched with
+    ``pip download`` (kept in ``<cache>/downloads``), unpacked, and its
+    vendored llama.cpp built with CMake (Ninja when available) using ``jobs``
+    parallel jobs (default: all CPUs): about 4-9 minutes on 2 cores. The build happens in a temporary folder
     and the finished install folder is renamed into place, so an interrupted
     build never leaves a partial binary; a lock file serialises concurrent
     builders. ``log`` receives progress lines; the full output goes to
@@ -591,6 +590,10 @@ def _health_ok(url: str, timeout_s: float = 2.0) -> bool:
 # --------------------------------------------------------------------------- CLI
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """CLI: ``build`` | ``path`` | ``model`` | ``serve [--parallel N] [--port P]``.
 
@@ -628,6 +631,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         elif args.command == "model":
             print(tiny_model_path())
         elif args.command == "serve":
+            # Stop cleanly on SIGTERM (and on SIGINT even where a shell started us
+            # with it ignored): otherwise llama-server would outlive us.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, _raise_keyboard_interrupt)
             server = LlamaServer(args.model, port=args.port, n_parallel=args.parallel, n_ctx=args.ctx)
             with server:
                 print(f"llama-server ready at {server.base_url} (log: {server.log_path})")
@@ -645,6 +652,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     except LlamaServerError as exc:
         err(str(exc))
         return 1
+    except KeyboardInterrupt:  # interrupted while starting: the server is already stopped
+        return 130
     return 0
 
 
