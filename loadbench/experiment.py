@@ -279,6 +279,18 @@ class Experiment:
             loop = asyncio.get_running_loop()
             installed = _install_signals(loop, scheduler, observer)
             writer.start()
+            scraper = None
+            if scenario.scrape_metrics:
+                from loadbench.metrics.prometheus import MetricsScraper, metrics_url
+
+                explicit = scenario.scrape_metrics if isinstance(scenario.scrape_metrics, str) else None
+                scraper = MetricsScraper(
+                    metrics_url(target.base_url, explicit),
+                    out_dir / "server_metrics.jsonl",
+                    start_ns=anchor_ns,
+                    interval_s=scenario.scrape_interval_s,
+                )
+                scraper.start()
             if meter is not None:
                 meter.mark("load_start")
             ticker = loop.create_task(_tick(scheduler, recorder, scenario, observer))
@@ -295,11 +307,14 @@ class Experiment:
                 if meter is not None:
                     meter.mark("load_end")
                 await writer.close()
+                scraped = await scraper.close() if scraper is not None else None
 
         summary = self._summarize(
             scenario, target, recorder, scheduler, timing, meter, goodput["ok"] if slo else None,
             lengths, server_views, answers,
         )
+        if scraped is not None:
+            summary["server_metrics"] = scraped
         write_json(out_dir / "summary.json", summary)
         if meter is not None:
             meter.write_csv(out_dir / "energy.csv")
@@ -374,6 +389,7 @@ class Experiment:
             "slo": dict(scenario.slo),
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
+            "scrape_metrics": scenario.scrape_metrics,
         }
 
 

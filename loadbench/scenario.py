@@ -42,7 +42,9 @@ class Scenario:
     the deployment's dialect; ``sim`` configures it), a URL sends the deployment's requests there,
     ``None`` uses the deployment's own endpoint. ``out_dir`` defaults to
     ``results/<name>-<UTC time>``. ``energy=None`` measures with automatically detected sources;
-    ``False`` turns energy off. ``slo`` maps metric keys (``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and
+    ``False`` turns energy off. ``scrape_metrics`` (True, or a URL) scrapes the
+    target's Prometheus endpoint (``/metrics`` at its origin) every ``scrape_interval_s`` into
+    ``server_metrics.jsonl``. ``slo`` maps metric keys (``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and
     the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
     """
 
@@ -63,7 +65,8 @@ class Scenario:
     check_answers: bool = False
     hlog_interval_s: float = 5.0
     chunk_times: bool = True
-    scrape_metrics: bool = False
+    scrape_metrics: bool | str = False
+    scrape_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployment, Deployment):
@@ -88,6 +91,10 @@ class Scenario:
                 raise ConfigError(f"slo key {key!r} is not one of {', '.join(SLO_KEYS)}")
             if not isinstance(limit, int | float) or limit <= 0:
                 raise ConfigError(f"slo[{key!r}] must be a positive number of ms, got {limit!r}")
+        if not isinstance(self.scrape_metrics, bool | str):
+            raise ConfigError(f"scrape_metrics must be True/False or a metrics URL, got {self.scrape_metrics!r}")
+        if not isinstance(self.scrape_interval_s, int | float) or self.scrape_interval_s <= 0:
+            raise ConfigError(f"scrape_interval_s must be a positive number, got {self.scrape_interval_s!r}")
         if not isinstance(self.hlog_interval_s, int | float) or self.hlog_interval_s <= 0:
             raise ConfigError(f"hlog_interval_s must be a positive number, got {self.hlog_interval_s!r}")
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
