@@ -64,7 +64,7 @@ _EXPORTS: dict[str, str] = {
     "TargetError": "loadbench.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -87,7 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from rich.console import Console
 
     from loadbench.experiment import Experiment
     from loadbench.results.report import summary_renderable
@@ -211,7 +210,6 @@ class _LiveProgress:
 
 
 def _report(argv: list[str]) -> int:
-    from rich.console import Console
 
     from loadbench.results.report import summary_renderable
     from loadbench.results.run import RunResult

@@ -256,9 +256,12 @@ class Experiment:
                 if observe is not None:
                     observe(prompt, record)
                 if record.phase == "measured" and record.status == "ok":
-                    lengths.append(
-                        (record.target_input_tokens, record.input_tokens, record.target_output_tokens, record.output_tokens_used)
-                    )
+                    lengths.append((
+                        record.target_input_tokens,
+                        record.input_tokens,
+                        record.target_output_tokens,
+                        record.output_tokens_used,
+                    ))
                     if record.server:
                         server_views.append(record.server)
                     if slo and _meets(record, slo):
@@ -367,7 +370,9 @@ class Experiment:
                 run_ns=(timing.start_ns, timing.end_ns),
                 output_tokens=recorder.measured_output_tokens,
                 requests=recorder.measured_ok,
-                location="local" if target.kind == "sim" or _is_loopback(target.base_url) else scenario.deployment.location,
+                location=(
+                    "local" if target.kind == "sim" or _is_loopback(target.base_url) else scenario.deployment.location
+                ),
             )
         return summary
 
@@ -456,9 +461,9 @@ def _meets(record: RequestRecord, slo: dict[str, float]) -> bool:
     for key, limit_ms in slo.items():
         if key == "tpot_ms":
             n = record.output_tokens_used
-            if n > 1 and record.first_token_ns:
-                if (record.end_ns - record.first_token_ns) / (n - 1) / 1e6 > limit_ms:
-                    return False
+            tpot_ms = (record.end_ns - record.first_token_ns) / (n - 1) / 1e6 if n > 1 and record.first_token_ns else 0
+            if tpot_ms > limit_ms:
+                return False
             continue
         start, end = _SLO_STAMPS[key]
         a, b = getattr(record, start), getattr(record, end)

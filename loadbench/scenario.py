@@ -75,7 +75,9 @@ class Scenario:
                 f"got {self.deployment!r}"
             )
         if not (hasattr(self.workload, "open") and hasattr(self.workload, "describe")):
-            raise ConfigError(f"workload must be a workload such as Prefill(), Balanced() or Decode(), got {self.workload!r}")
+            raise ConfigError(
+                f"workload must be a workload such as Prefill(), Balanced() or Decode(), got {self.workload!r}"
+            )
         if not isinstance(self.reasoning, bool):
             raise ConfigError(f"reasoning must be True or False, got {self.reasoning!r}")
         check_plan(self.load)

@@ -9,7 +9,9 @@ scheduled = completed + failed + cancelled. A template for CI soak tests.
 
 from loadbench import Balanced, FaultPlan, Fixed, Poisson, Remote, Scenario, SimConfig, Stop, Timeouts
 
-KINDS = ("429", "500", "503", "529", "refuse", "reset", "stall", "malformed", "stream_error", "truncate", "slow_headers")
+KINDS = (
+    "429", "500", "503", "529", "refuse", "reset", "stall", "malformed", "stream_error", "truncate", "slow_headers",
+)
 
 scenario = Scenario(
     workload=Balanced(input_tokens=Fixed(128), output_tokens=Fixed(48)),

@@ -365,13 +365,13 @@ class Remote(Deployment):
         if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
             raise TargetError(f"{base_url}: GET {urlsplit(url).path} did not return an OpenAI-style model list")
         served = [m["id"] for m in listing["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
-        if self.provider == "compatible" and self.model and not settings.simulated and served:
-            if self.model not in served:
-                names = ", ".join(served[:20])
-                raise TargetError(
-                    f"{base_url} does not serve model {self.model!r}; it serves: {names} "
-                    "(leave model unset to use the server's first model)"
-                )
+        strict = self.provider == "compatible" and self.model and not settings.simulated
+        if strict and served and self.model not in served:
+            names = ", ".join(served[:20])
+            raise TargetError(
+                f"{base_url} does not serve model {self.model!r}; it serves: {names} "
+                "(leave model unset to use the server's first model)"
+            )
         return served
 
 

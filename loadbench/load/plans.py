@@ -274,9 +274,10 @@ class Stop:
         """The phase of request ``index`` intended ``offset_ns`` after the start."""
         if index < self.warmup_requests or offset_ns < self.warmup_s * NS_PER_S:
             return "warmup"
-        if self.cooldown_s and self.duration_s is not None:
-            if offset_ns >= (self.duration_s - self.cooldown_s) * NS_PER_S:
-                return "cooldown"
+        if self.cooldown_s and self.duration_s is not None and (
+            offset_ns >= (self.duration_s - self.cooldown_s) * NS_PER_S
+        ):
+            return "cooldown"
         return "measured"
 
     def describe(self) -> dict[str, Any]:

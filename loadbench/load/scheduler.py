@@ -188,8 +188,7 @@ class Scheduler:
         limit = stop.requests
         duration_ns = None if stop.duration_s is None else round(stop.duration_s * NS_PER_S)
         cap = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
-        index = 0
-        for offset_ns in plan.offsets_ns(self._rng):
+        for index, offset_ns in enumerate(plan.offsets_ns(self._rng)):
             if limit is not None and index >= limit:
                 self._stopped_by = self._stopped_by or "requests"
                 return
@@ -202,7 +201,6 @@ class Scheduler:
                 return
             record = self._new_record(index, intended_ns)
             self._spawn(self._one(record, self._next_prompt(), cap))
-            index += 1
         self._stopped_by = self._stopped_by or "plan"
 
     async def _run_closed(self, plan: Concurrency) -> None:

@@ -9,6 +9,7 @@ where a series is the metric name with its labels, as exposition format writes i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -85,10 +86,8 @@ class MetricsScraper:
                 while not self._stop.is_set():
                     await self._scrape(session, out)
                     next_at += self._interval_s
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), max(0.0, next_at - time.monotonic()))
-                    except TimeoutError:
-                        pass
                 await self._scrape(session, out)  # one last look at the end state
 
     async def _scrape(self, session: aiohttp.ClientSession, out: Any) -> None:

@@ -60,7 +60,9 @@ class RunWriter:
         self._pending: list[RequestRecord] = []
         self._requests: TextIO = open(path / "requests.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._hlog_file: TextIO = open(path / "metrics.hlog", "w", encoding="utf-8")  # noqa: SIM115
-        self._hlog = HlogWriter(self._hlog_file, start_epoch_s=start_epoch_s, comment="loadbench metrics; units in tag names")
+        self._hlog = HlogWriter(
+            self._hlog_file, start_epoch_s=start_epoch_s, comment="loadbench metrics; units in tag names"
+        )
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()

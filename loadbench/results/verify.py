@@ -8,8 +8,8 @@ request id, each pair gives:
 * ``request_transit_ms``: client sent → server received (request write, event-loop wake-up);
 * ``first_token_delivery_ms``: server wrote the first token → client stamped it;
 * ``end_delivery_ms``: server wrote the last byte → client saw the end;
-* ``ttft_diff_ms``: client TTFT − server TTFT (received → first token written);
-* ``e2e_diff_ms``: client E2E − server E2E (received → last byte written);
+* ``ttft_diff_ms``: client TTFT - server TTFT (received → first token written);
+* ``e2e_diff_ms``: client E2E - server E2E (received → last byte written);
 * token counts that differ.
 
 A harness that stamps late, parses slowly or queues behind its own work shows up here.
@@ -95,7 +95,9 @@ def compare(run_dir: str | Path, trace: str | Path | None = None) -> dict[str, A
         diffs["end_delivery_ms"].append((c["end_ns"] - s["last_ns"]) / 1e6)
         diffs["e2e_diff_ms"].append(((c["end_ns"] - sent) - (s["last_ns"] - received)) / 1e6)
         if c.get("output_tokens") != s.get("output_tokens"):
-            token_mismatches.append({"request_id": rid, "client": c.get("output_tokens"), "server": s.get("output_tokens")})
+            token_mismatches.append(
+                {"request_id": rid, "client": c.get("output_tokens"), "server": s.get("output_tokens")}
+            )
     return {
         "run_dir": str(run_dir),
         "trace": str(trace_path),
