@@ -83,6 +83,9 @@ class Recorder:
         # Rolling output tokens/s for the live display: (end_ns, tokens) of recent completions.
         self._recent: deque[tuple[int, int]] = deque()
         self._recent_tokens = 0
+        # TTFT of every phase, for the live display only (warm-up included: it is what the
+        # user watches happen), never summarised.
+        self._live_ttft = new_histogram()
 
     def add(self, r: RequestRecord) -> None:
         """Count one finished request and, if measured, record its latencies."""
@@ -95,6 +98,8 @@ class Recorder:
         if status == "ok":
             self._recent.append((r.end_ns, n_out))
             self._recent_tokens += n_out
+            if r.first_token_ns:
+                record(self._live_ttft, (r.first_token_ns - r.sent_ns) // 1000)
         if r.phase != "measured":
             return
         h = self._interval
@@ -143,13 +148,14 @@ class Recorder:
         return start_ns, now_ns, closed
 
     def snapshot(self, start_ns: int, now_ns: int, window_s: float = 5.0) -> Snapshot:
-        """Counts so far, output tokens/s over the last ``window_s``, and TTFT p50/p99 so far."""
+        """Counts so far, output tokens/s over the last ``window_s``, and TTFT p50/p99 so far (every
+        phase, warm-up included)."""
         horizon = now_ns - int(window_s * 1e9)
         recent = self._recent
         while recent and recent[0][0] < horizon:
             self._recent_tokens -= recent.popleft()[1]
         span_s = min(window_s, max((now_ns - start_ns) / 1e9, 1e-9))
-        p50, p99 = fast_percentiles([self.totals["ttft_us"], self._interval["ttft_us"]], (50.0, 99.0))
+        p50, p99 = fast_percentiles([self._live_ttft], (50.0, 99.0))
         return Snapshot(
             elapsed_s=(now_ns - start_ns) / 1e9,
             completed=self.status["ok"],
