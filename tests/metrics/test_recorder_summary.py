@@ -297,3 +297,16 @@ def test_snapshot_sees_the_open_interval() -> None:
     recent = sum(r.output_tokens for r in records if r.end_ns >= later - 5 * 10**9)
     assert 0 < recent < sum(r.output_tokens for r in records)
     assert snap.output_tokens_per_s == pytest.approx(recent / 5.0)
+
+
+def test_live_ttft_includes_warmup_but_the_summary_does_not() -> None:
+    rec = Recorder()
+    records = sorted(synthetic(11, n=30), key=lambda r: r.end_ns)
+    for r in records:
+        r.phase = "warmup"
+        rec.add(r)
+    snap = rec.snapshot(start_ns=T0, now_ns=max(r.end_ns for r in records))
+    ttft = [(r.first_token_ns - r.sent_ns) / 1e6 for r in records]
+    assert close_ms(snap.ttft_p50_ms, nearest_rank(ttft, 50))
+    rec.rotate()
+    assert build_summary(rec, scheduled=30)["metrics"]["ttft_ms"]["count"] == 0
