@@ -222,8 +222,6 @@ class Experiment:
             "started_at": datetime.fromtimestamp(anchor_epoch_s, UTC).isoformat(),
             "status": "running",
         }
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "run.json", run_info)
 
         recorder = Recorder()
         stream = scenario.workload.open(seed=scenario.seed, counter=_token_counter(target))
@@ -240,7 +238,10 @@ class Experiment:
             if sent_model and sent_model != target.model:
                 target = dataclasses.replace(target, model=sent_model)
                 run_info["target"] = target.describe()
-                write_json(out_dir / "run.json", run_info)
+            # The directory is made only once the target has passed its checks, so a run that
+            # cannot start leaves nothing behind.
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / "run.json", run_info)
             writer = RunWriter(
                 out_dir,
                 recorder=recorder,

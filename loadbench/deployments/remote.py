@@ -190,13 +190,13 @@ class Remote(Deployment):
         """The model sent on the wire: the one given, else the provider's default.
 
         A compatible server with no model given uses the first model it lists; until the run
-        opens that is unknown, and this returns ``"(served model)"``.
+        opens that is unknown, and this returns ``"(the server's first model)"``.
         """
         if self.model:
             return self.model
         info = _PROVIDERS[self.provider]
         name = info.reasoning_model if reasoning else info.model
-        return name or "(served model)"
+        return name or "(the server's first model)"
 
     def default_base_url(self) -> str:
         if self.base_url:
