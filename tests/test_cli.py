@@ -188,7 +188,8 @@ def test_help_explains_every_option() -> None:
         assert flag in proc.stdout
 
 
-def test_sigint_stops_scheduling_and_still_writes_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_scheduling_and_still_writes_everything(tmp_path: Path, sig: signal.Signals) -> None:
     scn = scenario_file(
         tmp_path,
         """
@@ -214,7 +215,7 @@ def test_sigint_stops_scheduling_and_still_writes_everything(tmp_path: Path) -> 
     while not (out / "requests.jsonl").exists() or (out / "requests.jsonl").stat().st_size == 0:
         assert time.monotonic() < deadline, "no request finished"
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     summary = json.loads((out / "summary.json").read_text())
