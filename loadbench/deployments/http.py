@@ -386,27 +386,137 @@ def _keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     return sock
 
 
+ReadPath = Literal["push", "pull"]
+
+# How response bodies are read (see ``HttpTransport``); "pull" is the previous path, kept for
+# side-by-side measurement. Read once per transport, never per chunk.
+DEFAULT_READ_PATH: ReadPath = "push"
+
+
 class _StampingHandler(ResponseHandler):
-    """aiohttp's response protocol, stamping ``rx_ns`` each time bytes arrive from the socket.
+    """aiohttp's response protocol, stamping ``rx_ns`` each time bytes arrive from the socket, and
+    handing them to an attached ``_Pump`` right there.
 
     The event loop delivers every readable socket's bytes (``data_received``) before it resumes
     any coroutine waiting on them. Stamping here, rather than after the reading coroutine has been
     resumed and has parsed the chunk, keeps a token's stamp from waiting behind the parsing of other
-    streams' chunks that arrived in the same instant: with 100 streams a step apart, that queue was
-    the largest part of the gap between the client's stamps and the server's ground truth.
+    streams' chunks that arrived in the same instant. Parsing here too (the push path) spares each
+    chunk the future, the task wake-up and the coroutine resumption of a ``readany`` loop, so the
+    loop is back in ``epoll`` sooner when a hundred streams' chunks arrive a few microseconds apart.
     """
 
     rx_ns = 0
+    sink: _Pump | None = None
 
     def data_received(self, data: bytes) -> None:
+        if not data:
+            # aiohttp calls this with b"" to resume parsing whenever a reader drains its buffer;
+            # that is not an arrival and must neither move the stamp nor re-enter the pump.
+            super().data_received(data)
+            return
         self.rx_ns = perf_counter_ns()
         super().data_received(data)
+
+
+class _Pump:
+    """One response body, parsed synchronously as its bytes arrive (the push path).
+
+    While attached to the connection (``protocol.sink``), the response's reader is a
+    ``_PushedReader``: aiohttp's HTTP parser hands it each de-chunked piece of body inside
+    ``data_received``, and it passes the piece straight to ``feed`` instead of buffering it for a
+    coroutine to read. Every event is stamped with the connection's ``rx_ns`` (the arrival of the
+    newest bytes). A failure (a ``RequestFailed`` from the parser, or any bug in it) is put on the
+    reader with ``set_exception``, so the coroutine waiting on ``wait_eof`` raises it. At end of
+    stream, or on failure, the pump detaches itself from the connection, which aiohttp may hand to
+    the next request before that coroutine resumes.
+    """
+
+    __slots__ = ("content", "deadline", "decoder", "last_ns", "parser", "protocol", "record", "total_at")
+
+    def __init__(
+        self,
+        protocol: _StampingHandler,
+        content: aiohttp.StreamReader,
+        decoder: SseDecoder | NdjsonDecoder,
+        parser: StreamParser,
+        record: RequestRecord,
+        deadline: asyncio.Timeout | None,
+        total_at: float,
+    ) -> None:
+        self.protocol = protocol
+        self.content = content
+        self.decoder = decoder
+        self.parser = parser
+        self.record = record
+        # Cleared once the first token has moved the deadline to the total deadline.
+        self.deadline = deadline
+        self.total_at = total_at
+        self.last_ns = 0
+
+    def attach(self) -> None:
+        """Take over the reader: what it holds now is parsed at once, later bytes as they come."""
+        content = self.content
+        self.protocol.sink = self
+        if type(content) is aiohttp.StreamReader:
+            content.__class__ = _PushedReader
+        if content.exception() is None:
+            held = content.read_nowait()
+            if held:
+                self.feed(held)
+        if content.is_eof():
+            self.detach()
+
+    def detach(self) -> None:
+        if self.protocol.sink is self:
+            self.protocol.sink = None
+
+    def feed(self, chunk: bytes) -> None:
+        rx_ns = self.last_ns = self.protocol.rx_ns
+        parser = self.parser
+        try:
+            for event, data in self.decoder.feed(chunk):
+                parser.feed(event, data, rx_ns)
+        except Exception as exc:
+            # Raised where the sender waits; the connection is closed, not reused, since its
+            # body was not read to the end.
+            self.detach()
+            self.content.set_exception(exc)
+            return
+        if self.deadline is not None and self.record.first_token_ns:
+            self.deadline.reschedule(self.total_at)
+            self.deadline = None
+
+
+class _PushedReader(aiohttp.StreamReader):
+    """A response body reader that hands each piece to its connection's pump, unbuffered.
+
+    Swapped in for ``aiohttp.StreamReader`` (same slots, no new state) while a ``_Pump`` is
+    attached; with none attached, or for another reader, it behaves as the base class. Skipping the
+    buffer spares each chunk the read, the resume-reading call and the chunk bookkeeping that a
+    reader otherwise needs; ``total_bytes`` and end of stream are kept as aiohttp keeps them.
+    """
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes, size: int = 0) -> bool:
+        pump = self._protocol.sink  # type: ignore[attr-defined]
+        if pump is None or pump.content is not self or not data:
+            return super().feed_data(data, size)
+        self.total_bytes += len(data)
+        pump.feed(data)
+        return False
+
+    def end_http_chunk_receiving(self) -> None:
+        pump = self._protocol.sink  # type: ignore[attr-defined]
+        if pump is None or pump.content is not self:
+            super().end_http_chunk_receiving()
 
 
 def _stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     connector = aiohttp.TCPConnector(**kwargs)
     # aiohttp builds each connection's protocol from this factory (a private attribute, stable
-    # through aiohttp 3.x); without it, stamps fall back to the time the chunk is read.
+    # through aiohttp 3.x); without it, stamps fall back to the time the chunk is read and bodies
+    # are read by the pull path.
     if hasattr(connector, "_factory"):
         connector._factory = functools.partial(_StampingHandler, loop=asyncio.get_running_loop())
     return connector
@@ -418,12 +528,21 @@ class HttpTransport:
     Use as ``async with HttpTransport(settings) as transport:``; ``aclose`` is idempotent. Response
     bodies are not auto-decompressed (we ask for ``identity``), so streamed bytes reach the parser
     as they arrive.
+
+    ``read_path`` (default ``DEFAULT_READ_PATH``): ``"push"`` parses each body inside the
+    connection's ``data_received`` while the sending coroutine waits only for the end of the stream,
+    an error or a deadline; ``"pull"`` resumes the sending coroutine for every network read
+    (``readany``). Both stamp the bytes' arrival; push costs about a third less CPU per chunk.
     """
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, *, read_path: ReadPath | None = None) -> None:
         if settings.pool_size < 0:
             raise ValueError("pool_size must be >= 0 (0: unbounded)")
+        read_path = DEFAULT_READ_PATH if read_path is None else read_path
+        if read_path not in ("push", "pull"):
+            raise ValueError(f"read_path must be 'push' or 'pull', got {read_path!r}")
         self.settings = settings
+        self.read_path: ReadPath = read_path
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -495,8 +614,10 @@ class HttpSender:
     _url: str = field(init=False, default="")
     _headers: dict[str, str] = field(init=False, default_factory=dict)
     _timeouts: Timeouts = field(init=False, default_factory=Timeouts)
+    _push: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
+        self._push = getattr(self.transport, "read_path", "push") == "push"
         self._url = self.wire.url(self.base_url)
         self._headers = {"Content-Type": "application/json", **self.headers}
         self._timeouts = self.transport.settings.timeouts
@@ -529,21 +650,10 @@ class HttpSender:
                         )
                     content = resp.content
                     protocol = resp.connection.protocol if resp.connection is not None else None
-                    stamped = isinstance(protocol, _StampingHandler)
-                    waiting_first = True
-                    last_ns = 0
-                    while True:
-                        chunk = await content.readany()
-                        if not chunk:
-                            break
-                        # When the bytes arrived (the newest arrival, if several reads were
-                        # buffered), not when this coroutine got round to them.
-                        last_ns = protocol.rx_ns if stamped else perf_counter_ns()  # type: ignore[union-attr]
-                        for event, data in decoder.feed(chunk):
-                            parser.feed(event, data, last_ns)
-                        if waiting_first and record.first_token_ns:
-                            waiting_first = False
-                            deadline.reschedule(total_at)
+                    if isinstance(protocol, _StampingHandler) and self._push:
+                        last_ns = await _push_body(protocol, content, decoder, parser, record, deadline, total_at)
+                    else:
+                        last_ns = await _pull_body(protocol, content, decoder, parser, record, deadline, total_at)
                     record.end_ns = last_ns or perf_counter_ns()
                     events, tail = decoder.close()
                     for event, data in events:
@@ -569,6 +679,58 @@ class HttpSender:
             raise
         except Exception as exc:
             raise translate(exc, responded=responded, first_token=bool(record.first_token_ns)) from exc
+
+
+async def _push_body(
+    protocol: _StampingHandler,
+    content: aiohttp.StreamReader,
+    decoder: SseDecoder | NdjsonDecoder,
+    parser: StreamParser,
+    record: RequestRecord,
+    deadline: asyncio.Timeout,
+    total_at: float,
+) -> int:
+    """Parse the body inside ``data_received``; return the newest arrival stamp (0: no bytes)."""
+    pump = _Pump(protocol, content, decoder, parser, record, deadline, total_at)
+    try:
+        pump.attach()
+        if content.exception() is None and not content.is_eof():
+            # Returns at end of stream; raises what the pump or the connection put on the reader.
+            await content.wait_eof()
+        exc = content.exception()
+        if exc is not None:
+            raise exc
+    finally:
+        pump.detach()
+    return pump.last_ns
+
+
+async def _pull_body(
+    protocol: Any,
+    content: aiohttp.StreamReader,
+    decoder: SseDecoder | NdjsonDecoder,
+    parser: StreamParser,
+    record: RequestRecord,
+    deadline: asyncio.Timeout,
+    total_at: float,
+) -> int:
+    """Resume for every network read; return the newest arrival stamp (0: no bytes)."""
+    stamped = isinstance(protocol, _StampingHandler)
+    waiting_first = True
+    last_ns = 0
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            break
+        # When the bytes arrived (the newest arrival, if several reads were buffered), not when
+        # this coroutine got round to them.
+        last_ns = protocol.rx_ns if stamped else perf_counter_ns()
+        for event, data in decoder.feed(chunk):
+            parser.feed(event, data, last_ns)
+        if waiting_first and record.first_token_ns:
+            waiting_first = False
+            deadline.reschedule(total_at)
+    return last_ns
 
 
 # ---------------------------------------------------------------------------------------------
