@@ -394,15 +394,14 @@ DEFAULT_READ_PATH: ReadPath = "push"
 
 
 class _StampingHandler(ResponseHandler):
-    """aiohttp's response protocol, stamping ``rx_ns`` each time bytes arrive from the socket, and
-    handing them to an attached ``_Pump`` right there.
+    """aiohttp's response protocol, stamping ``rx_ns`` each time bytes arrive from the socket.
 
     The event loop delivers every readable socket's bytes (``data_received``) before it resumes
     any coroutine waiting on them. Stamping here, rather than after the reading coroutine has been
     resumed and has parsed the chunk, keeps a token's stamp from waiting behind the parsing of other
-    streams' chunks that arrived in the same instant. Parsing here too (the push path) spares each
-    chunk the future, the task wake-up and the coroutine resumption of a ``readany`` loop, so the
-    loop is back in ``epoll`` sooner when a hundred streams' chunks arrive a few microseconds apart.
+    streams' chunks that arrived in the same instant. On the push path the body is also parsed
+    within this call (``_PushedReader`` hands it to the attached ``sink``), sparing each chunk the
+    future, task wake-up and coroutine resumption of a ``readany`` loop.
     """
 
     rx_ns = 0
