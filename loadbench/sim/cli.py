@@ -80,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     other.add_argument("--trace", default=None, metavar="PATH", help="write ground truth JSONL to PATH")
     other.add_argument("--no-trace", action="store_true", help="keep no ground truth")
     other.add_argument("--config-json", default=None, help="a whole SimConfig as JSON (flags override it)")
+    other.add_argument("--cpus", default=None, metavar="LIST",
+                       help="pin the simulator to these CPU ids (comma-separated; Linux)")
     other.add_argument("--ready-line", action="store_true", help=argparse.SUPPRESS)
     other.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -90,6 +92,17 @@ def _split_pair(text: str, flag: str) -> tuple[str, str]:
         raise ConfigError(f"{flag} expects REGEX=>ANSWER, got {text!r}")
     left, right = text.split("=>", 1)
     return left, right
+
+
+def parse_cpus(text: str) -> set[int]:
+    """CPU ids from ``--cpus`` ("3" or "2,3"); raises ``ConfigError`` for anything else."""
+    try:
+        cpus = {int(part) for part in text.split(",") if part.strip()}
+    except ValueError:
+        cpus = set()
+    if not cpus or min(cpus) < 0:
+        raise ConfigError(f"--cpus expects comma-separated CPU ids like 3 or 2,3, got {text!r}")
+    return cpus
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:
@@ -197,9 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = build_config(args)
+        cpus = parse_cpus(args.cpus) if args.cpus is not None else None
     except LoadbenchError as exc:
         print(f"loadbench sim: {exc}", file=sys.stderr)
         return 2
+    if cpus is not None:
+        # Before the loop and any thread start, so all of them inherit it.
+        try:
+            os.sched_setaffinity(0, cpus)
+        except (AttributeError, OSError, ValueError) as exc:
+            print(f"loadbench sim: cannot pin to CPUs {sorted(cpus)}: {exc}", file=sys.stderr)
+            return 2
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional on non-Linux

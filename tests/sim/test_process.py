@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 import urllib.request
 
@@ -128,3 +130,49 @@ def test_cli_main_rejects_bad_flags_with_status_2(capsys):
     assert main(["--fault", "explode:0.5"]) == 2
     err = capsys.readouterr().err
     assert "explode" in err and err[-1] == "\n"
+
+
+MULTI_CPU = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
+@pytest.mark.skipif(not MULTI_CPU, reason="needs Linux CPU affinity and at least two CPUs")
+def test_child_gets_a_cpu_of_its_own_and_the_caller_is_kept_off_it():
+    before = os.sched_getaffinity(0)
+    with SimProcess(SimConfig()) as sim:
+        assert sim.cpu == max(before)
+        assert os.sched_getaffinity(sim.pid) == {sim.cpu}
+        assert os.sched_getaffinity(0) == before - {sim.cpu}
+        with urllib.request.urlopen(sim.base_url + "/v1/models", timeout=5) as resp:
+            assert resp.status == 200
+    assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.skipif(not MULTI_CPU, reason="needs Linux CPU affinity and at least two CPUs")
+def test_async_start_pins_the_event_loop_thread_not_the_worker():
+    before = os.sched_getaffinity(0)
+
+    async def main():
+        async with SimProcess(SimConfig()) as sim:
+            inside = os.sched_getaffinity(0), os.sched_getaffinity(sim.pid), sim.cpu
+        return inside, os.sched_getaffinity(0)
+
+    (caller, child, cpu), after = asyncio.run(main())
+    assert child == {cpu} and caller == before - {cpu}
+    assert after == before
+
+
+def test_isolation_can_be_turned_off():
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    with SimProcess(SimConfig(), isolate_cpu=False) as sim:
+        assert sim.cpu is None
+        if before is not None:
+            assert os.sched_getaffinity(0) == before
+            assert os.sched_getaffinity(sim.pid) == before
+
+
+@pytest.mark.parametrize("bad", ["", "x", "-1", "1,,a"])
+def test_cli_rejects_bad_cpus(capsys, bad):
+    from loadbench.sim.cli import main
+
+    assert main(["--cpus", bad, "--port", "0"]) == 2
+    assert "--cpus" in capsys.readouterr().err
