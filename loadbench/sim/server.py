@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from loadbench.errors import ConfigError
 from loadbench.sim.config import SimConfig
@@ -90,6 +90,36 @@ class Generation:
     @property
     def reasoning_text(self) -> str:
         return "".join(self.reasoning)
+
+
+class _StampingRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's server protocol, stamping ``rx_ns`` when a request's bytes arrive.
+
+    A request that arrives while the step loop is writing a burst of tokens waits for the loop
+    before its handler runs; stamping arrival here keeps that wait out of the ground truth's
+    ``received_ns`` (it is the server's queueing, which a client rightly feels as latency).
+    """
+
+    __slots__ = ("rx_ns",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rx_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        if data:
+            self.rx_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+
+def _stamping_factory(server: web.Server) -> Any:
+    """A protocol factory like ``server`` itself, making stamping handlers (aiohttp's private
+    ``_loop``/``_kwargs`` are what ``web.Server.__call__`` passes; stable through aiohttp 3.x)."""
+
+    def make() -> web_protocol.RequestHandler:
+        return _StampingRequestHandler(server, loop=server._loop, **server._kwargs)
+
+    return make
 
 
 class Exchange:
@@ -221,7 +251,7 @@ class SimServer:
         self.port = sock.getsockname()[1]
         assert self._runner is not None and self._runner.server is not None
         self._listener = await asyncio.get_running_loop().create_server(
-            self._runner.server, sock=sock, backlog=4096
+            _stamping_factory(self._runner.server), sock=sock, backlog=4096
         )
 
     async def close(self) -> None:
@@ -264,7 +294,8 @@ class SimServer:
     # -- per-request helpers ---------------------------------------------------------------------
 
     def new_exchange(self, request: web.Request) -> Exchange:
-        received_ns = time.perf_counter_ns()
+        # When the request's last bytes arrived, not when its handler got to run.
+        received_ns = getattr(request.protocol, "rx_ns", 0) or time.perf_counter_ns()
         rid = request.headers.get(REQUEST_ID_HEADER)
         self._ids += 1
         return Exchange(request, rid or f"sim-{self._ids}", received_ns)

@@ -2,7 +2,7 @@
 
 Fields (all stamps ``time.perf_counter_ns()``, comparable with the client's on one host):
 ``id`` (the request-id header, or ``sim-N`` when absent), ``dialect``, ``path``, ``model``,
-``stream``, ``received_ns`` (handler entered), ``admitted_ns`` (engine admitted it; 0 if never),
+``stream``, ``received_ns`` (the request's last bytes arrived), ``admitted_ns`` (engine admitted it; 0 if never),
 ``first_token_ns`` (the first token-bearing chunk was handed to the transport; 0 if none),
 ``last_ns`` (the last byte was handed to the transport), ``tokens_sent`` (token-bearing chunks
 written, reasoning included), ``output_tokens`` (tokens generated, hidden reasoning included: what
