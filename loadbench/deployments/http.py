@@ -613,6 +613,7 @@ class HttpSender:
     _url: str = field(init=False, default="")
     _headers: dict[str, str] = field(init=False, default_factory=dict)
     _timeouts: Timeouts = field(init=False, default_factory=Timeouts)
+    _close_connections: bool = field(init=False, default=False)
     _push: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
@@ -620,6 +621,16 @@ class HttpSender:
         self._url = self.wire.url(self.base_url)
         self._headers = {"Content-Type": "application/json", **self.headers}
         self._timeouts = self.transport.settings.timeouts
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> Any:
+        if self._close_connections:
+            headers["Connection"] = "close"
+        response, stale = await _stale_retry_post(self.transport.session, self._url, body, headers)
+        if stale:
+            # This server drops idle connections unannounced: from now on ask for a fresh one per
+            # request, as the server effectively does, rather than keep finding dead ones.
+            self._close_connections = True
+        return response
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         body = self.wire.encode(prompt)
@@ -633,7 +644,7 @@ class HttpSender:
         responded = False
         try:
             async with asyncio.timeout_at(first_at) as deadline:
-                async with self.transport.session.post(self._url, data=body, headers=headers) as resp:
+                async with await self._post(body, headers) as resp:
                     record.http_status = resp.status
                     if resp.status >= 300:
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
@@ -678,6 +689,34 @@ class HttpSender:
             raise
         except Exception as exc:
             raise translate(exc, responded=responded, first_token=bool(record.first_token_ns)) from exc
+
+
+_STALE_RETRIES = 3
+
+
+async def _stale_retry_post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[Any, bool]:
+    """POST; returns ``(response, met_a_stale_connection)``.
+
+    Servers may close a keep-alive connection between requests without saying so (llama.cpp's
+    server does after every streamed response); a request sent on it fails to write or sees the
+    connection drop before any status line. No byte of an answer came back, so the request was
+    not served: it is sent again (the pool may hold several such connections), and the time spent
+    counts in its latency (``sent_ns`` stays). A refused connection (``ClientConnectorError``) is
+    never retried.
+    """
+    stale = False
+    for attempt in range(_STALE_RETRIES + 1):
+        try:
+            return await session.post(url, data=body, headers=headers), stale
+        except aiohttp.ClientConnectorError:
+            raise
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if attempt == _STALE_RETRIES:
+                raise
+            stale = True
+    raise AssertionError("unreachable")
 
 
 async def _push_body(

@@ -33,3 +33,27 @@ def test_streams_from_llama_server_and_reads_timings(llama_server, client):  # n
         assert server is not None and server["source"] == "llamacpp"
         assert server["output_tokens"] == 8 and server["output_ms"] > 0
         assert server["prompt_ms"] >= 0 and server["output_tokens_per_s"] > 0
+
+
+@pytest.mark.llamacpp
+def test_a_closed_loop_run_survives_the_servers_dropped_connections(llama_server, tmp_path):  # noqa: F811
+    """llama-server closes each connection after a streamed answer without saying so; a run of
+    back-to-back requests must still complete every one (the client retries a dead pooled
+    connection, then stops reusing connections), with the server's own model and timings."""
+    from loadbench import Concurrency, Decode, Experiment, Fixed, Stop
+
+    result = Experiment(
+        workload=Decode(input_tokens=Fixed(64), output_tokens=Fixed(32)),
+        deployment=Remote.compatible(base_url=llama_server.base_url),
+        load=Concurrency(3),
+        stop=Stop(requests=24),
+        target=llama_server.base_url,
+        energy=False,
+        out_dir=tmp_path / "run",
+    ).run()
+    req = result.summary["requests"]
+    assert req["completed"] == 24 and req["failed"] == 0, req["errors"]
+    assert result.summary["tokens"]["output_count_source"] == "server"
+    assert result.summary["tokens"]["output_total"] == 24 * 32
+    assert result.summary["server"]["output_tokens"]["p50"] == 32
+    assert result.run["target"]["model"].endswith(".gguf")  # the server's own model, picked from /v1/models
