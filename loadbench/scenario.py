@@ -138,6 +138,8 @@ class Scenario:
             warmup_s, cooldown_s = stop.warmup_s, stop.cooldown_s
             if duration_s is not None and warmup_s + cooldown_s >= duration_s:
                 warmup_s = cooldown_s = 0.0
+            if duration_s is None:
+                cooldown_s = 0.0  # a count-limited run has no timed end to cool down in
             changes["stop"] = dataclasses.replace(
                 stop,
                 duration_s=duration_s,

@@ -259,6 +259,8 @@ class Stop:
         _positive("Stop", "warmup_s", self.warmup_s, zero_ok=True)
         _positive("Stop", "warmup_requests", self.warmup_requests, integer=True, zero_ok=True)
         _positive("Stop", "cooldown_s", self.cooldown_s, zero_ok=True)
+        if self.cooldown_s and self.duration_s is None:
+            raise ConfigError("Stop.cooldown_s needs duration_s: the cool-down is the end of a timed run")
         _positive("Stop", "drain_s", self.drain_s, zero_ok=True)
         if self.duration_s is not None and self.warmup_s + self.cooldown_s >= self.duration_s:
             raise ConfigError(

@@ -91,7 +91,11 @@ class RunWriter:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        await asyncio.to_thread(self._write_records, batch)
+        try:
+            await asyncio.to_thread(self._write_records, batch)
+        except BaseException:
+            self._pending[:0] = batch  # not written: close() tries these again, in order
+            raise
 
     def _write_records(self, batch: list[RequestRecord]) -> None:
         chunk_times = self._chunk_times
@@ -116,14 +120,22 @@ class RunWriter:
         if self._closed:
             return
         self._closed = True
+        flusher_failure: BaseException | None = None
         if self._task is not None:
             # Let a write in progress on the writer thread finish before the last one starts.
             self._stop.set()
-            await asyncio.shield(self._task)
-        batch, self._pending = self._pending, []
-        if batch:
-            self._write_records(batch)
-        start_ns, end_ns, hists = self._recorder.rotate()
-        self._write_intervals(start_ns, end_ns, hists)
-        self._requests.close()
-        self._hlog_file.close()
+            try:
+                await asyncio.shield(self._task)
+            except Exception as exc:  # e.g. a full disk: still try to write the rest, then report it
+                flusher_failure = exc
+        try:
+            batch, self._pending = self._pending, []
+            if batch:
+                self._write_records(batch)
+            start_ns, end_ns, hists = self._recorder.rotate()
+            self._write_intervals(start_ns, end_ns, hists)
+        finally:
+            self._requests.close()
+            self._hlog_file.close()
+        if flusher_failure is not None:
+            raise flusher_failure

@@ -220,3 +220,9 @@ def test_phase_by_count_warmup() -> None:
 def test_no_warmup_means_everything_is_measured() -> None:
     stop = Stop(duration_s=5)
     assert {stop.phase(i, i * NS_PER_S // 2) for i in range(10)} == {"measured"}
+
+
+def test_a_cooldown_needs_a_timed_run() -> None:
+    with pytest.raises(ConfigError, match=r"cooldown_s needs duration_s"):
+        Stop(requests=50, cooldown_s=2.0)
+    assert Stop(requests=50, duration_s=10, cooldown_s=2.0).cooldown_s == 2.0

@@ -194,3 +194,41 @@ def test_run_result_on_a_corrupt_file(tmp_path: Path) -> None:
     write_json(tmp_path / "run.json", {})
     with pytest.raises(LoadbenchError, match="unreadable"):
         RunResult.load(tmp_path)
+
+
+def test_a_failing_flusher_still_leaves_closed_files_and_the_rest_written(tmp_path: Path) -> None:
+    """A write error mid-run (a full disk, say) surfaces at close; the records it could not write
+    are tried again then, in order, with the rest, and both files are closed."""
+
+    async def run() -> RunWriter:
+        recorder = Recorder()
+        writer = RunWriter(tmp_path, recorder=recorder, start_ns=time.perf_counter_ns(), start_epoch_s=time.time())
+        real_write = writer._write_records
+        calls = {"n": 0}
+
+        def flaky(batch: list[RequestRecord]) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise OSError(28, "No space left on device")
+            real_write(batch)
+
+        writer._write_records = flaky  # type: ignore[method-assign]
+        writer.start()
+        for i in range(5):
+            record = finished(i)
+            recorder.add(record)
+            writer.add(record)
+        await asyncio.sleep(0.4)  # the flusher tries once and dies
+        for i in range(5, 8):
+            record = finished(i)
+            recorder.add(record)
+            writer.add(record)
+        with pytest.raises(OSError, match="No space"):
+            await writer.close()
+        await writer.close()  # idempotent, and quiet the second time
+        return writer
+
+    writer = asyncio.run(run())
+    assert writer._requests.closed and writer._hlog_file.closed
+    lines = (tmp_path / "requests.jsonl").read_text().splitlines()
+    assert [orjson.loads(x)["index"] for x in lines] == list(range(8))
