@@ -73,6 +73,12 @@ class RequestRecord:
         return self.output_tokens is not None
 
     @property
+    def reasoning_tokens_used(self) -> int:
+        """Reasoning tokens: the server's count, else the reasoning chunks streamed (Ollama's done
+        record and Anthropic's usage fold thinking into the output count)."""
+        return self.reasoning_tokens if self.reasoning_tokens is not None else self.reasoning_chunks
+
+    @property
     def output_tokens_used(self) -> int:
         """The output token count the metrics use: the server's, else the token-bearing chunks."""
         return self.output_tokens if self.output_tokens is not None else len(self.chunk_ns)

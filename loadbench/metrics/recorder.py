@@ -118,8 +118,7 @@ class Recorder:
         if r.input_tokens is not None:
             self.measured_input_tokens += r.input_tokens
             self.measured_input_reported += 1
-        if r.reasoning_tokens:
-            self.measured_reasoning_tokens += r.reasoning_tokens
+        self.measured_reasoning_tokens += r.reasoning_tokens_used
         record(h["e2e_us"], (r.end_ns - r.sent_ns) // 1000)
         record(h["e2e_from_schedule_us"], (r.end_ns - r.intended_ns) // 1000)
         first = r.first_token_ns

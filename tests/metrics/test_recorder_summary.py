@@ -310,3 +310,15 @@ def test_live_ttft_includes_warmup_but_the_summary_does_not() -> None:
     assert close_ms(snap.ttft_p50_ms, nearest_rank(ttft, 50))
     rec.rotate()
     assert build_summary(rec, scheduled=30)["metrics"]["ttft_ms"]["count"] == 0
+
+
+def test_reasoning_tokens_come_from_the_server_else_from_reasoning_chunks() -> None:
+    rec = Recorder()
+    counted = ok_record(0, T0, 1000, 5_000_000, [1_000_000] * 9, 100, reasoning_chunks=4)  # Ollama-like
+    reported = ok_record(1, T0, 1000, 5_000_000, [1_000_000] * 9, 100, server_tokens=10)  # OpenAI-like
+    reported.reasoning_tokens = 7  # hidden reasoning: counted by the server, never streamed
+    for r in (counted, reported):
+        rec.add(r)
+    rec.rotate()
+    assert counted.reasoning_tokens_used == 4 and reported.reasoning_tokens_used == 7
+    assert build_summary(rec, scheduled=2)["tokens"]["reasoning_total"] == 11
