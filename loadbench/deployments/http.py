@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 import aiohttp
 import orjson
 from aiohttp.client_proto import ResponseHandler
+from aiohttp.payload import BytesPayload
 
 from loadbench.deployments.base import ClientSettings, Timeouts
 from loadbench.errors import ErrorCategory, RequestFailed, TargetError
@@ -511,6 +512,30 @@ class _PushedReader(aiohttp.StreamReader):
             super().end_http_chunk_receiving()
 
 
+class _SentStampPayload(BytesPayload):
+    """A request body that stamps ``record.sent_ns`` as it is handed to the connection's writer.
+
+    The scheduler stamps ``sent_ns`` when it hands the request to the client; the request's
+    bytes reach the socket later, after the client has built it, and on Python 3.11 aiohttp writes
+    the body from a task of its own that waits behind whatever else the loop has ready. With a
+    hundred requests due at once that wait reached tens of milliseconds and was counted as server
+    latency. Stamped here, it counts as dispatch lag (the harness's own figure) instead; latencies
+    from schedule still include it.
+    """
+
+    def __init__(self, value: bytes, record: RequestRecord) -> None:
+        super().__init__(value, content_type="application/json")
+        self._record = record
+
+    async def write(self, writer: Any) -> None:
+        self._record.sent_ns = perf_counter_ns()
+        await super().write(writer)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        self._record.sent_ns = perf_counter_ns()
+        await super().write_with_length(writer, content_length)
+
+
 def _stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     connector = aiohttp.TCPConnector(**kwargs)
     # aiohttp builds each connection's protocol from this factory (a private attribute, stable
@@ -622,7 +647,7 @@ class HttpSender:
         self._headers = {"Content-Type": "application/json", **self.headers}
         self._timeouts = self.transport.settings.timeouts
 
-    async def _post(self, body: bytes, headers: dict[str, str]) -> Any:
+    async def _post(self, body: Any, headers: dict[str, str]) -> Any:
         if self._close_connections:
             headers["Connection"] = "close"
         response, stale = await _stale_retry_post(self.transport.session, self._url, body, headers)
@@ -644,7 +669,7 @@ class HttpSender:
         responded = False
         try:
             async with asyncio.timeout_at(first_at) as deadline:
-                async with await self._post(body, headers) as resp:
+                async with await self._post(_SentStampPayload(body, record), headers) as resp:
                     record.http_status = resp.status
                     if resp.status >= 300:
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
@@ -695,7 +720,7 @@ _STALE_RETRIES = 3
 
 
 async def _stale_retry_post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+    session: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]
 ) -> tuple[Any, bool]:
     """POST; returns ``(response, met_a_stale_connection)``.
 

@@ -18,7 +18,9 @@ class Sender(Protocol):
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         """Send ``prompt`` and stamp ``record`` as the response streams in.
 
-        Before the call the scheduler has set ``record.sent_ns``. The sender calls
+        Before the call the scheduler has set ``record.sent_ns``; a sender that can see the moment
+        the request's bytes reach the transport moves the stamp there (so the client's own
+        preparation counts as dispatch lag, not as server latency). The sender calls
         ``record.token(perf_counter_ns(), reasoning=...)`` for each chunk carrying generated text,
         fills the server's token counts and timings when the dialect reports them, and sets
         ``end_ns`` at the last byte. On failure it raises ``loadbench.errors.RequestFailed`` (stamps
