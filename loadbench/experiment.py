@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
@@ -40,6 +40,7 @@ from loadbench.results.run import RunResult
 from loadbench.results.run_dir import RunWriter, write_json
 from loadbench.scenario import Scenario
 from loadbench.workloads.prompt import Prompt
+from loadbench.workloads.report import length_report
 
 _SNAPSHOT_S = 0.25
 
@@ -226,11 +227,7 @@ class Experiment:
         recorder = Recorder()
         stream = scenario.workload.open(seed=scenario.seed, counter=_token_counter(target))
         observe = getattr(stream, "observe", None)
-        slo = dict(scenario.slo)
-        goodput = {"ok": 0}
-        lengths: list[tuple[int | None, int | None, int | None, int]] = []
-        server_views: list[dict[str, Any]] = []
-        answers: list[tuple[Prompt, str]] = []
+        facts = _RunFacts(dict(scenario.slo))
 
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
             # The model actually sent (a preset resolved, or the server's own model picked).
@@ -257,18 +254,7 @@ class Experiment:
                 if observe is not None:
                     observe(prompt, record)
                 if record.phase == "measured" and record.status == "ok":
-                    lengths.append((
-                        record.target_input_tokens,
-                        record.input_tokens,
-                        record.target_output_tokens,
-                        record.output_tokens_used,
-                    ))
-                    if record.server:
-                        server_views.append(record.server)
-                    if slo and _meets(record, slo):
-                        goodput["ok"] += 1
-                    if record.text is not None:
-                        answers.append((prompt, "".join(record.text)))
+                    facts.add(record, prompt)
 
             scheduler = Scheduler(
                 plan=scenario.load,
@@ -313,10 +299,7 @@ class Experiment:
                 await writer.close()
                 scraped = await scraper.close() if scraper is not None else None
 
-        summary = self._summarize(
-            scenario, target, recorder, scheduler, timing, meter, goodput["ok"] if slo else None,
-            lengths, server_views, answers,
-        )
+        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
         if scraped is not None:
             summary["server_metrics"] = scraped
         write_json(out_dir / "summary.json", summary)
@@ -342,10 +325,7 @@ class Experiment:
         scheduler: Scheduler,
         timing: RunTiming | None,
         meter: Any,
-        goodput_ok: int | None,
-        lengths: list[tuple[int | None, int | None, int | None, int]],
-        server_views: list[dict[str, Any]],
-        answers: list[tuple[Prompt, str]],
+        facts: _RunFacts,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -353,14 +333,15 @@ class Experiment:
             "stopped_by": timing.stopped_by if timing else "error",
             "run_duration_s": (timing.end_ns - timing.start_ns) / 1e9 if timing else None,
         }
+        goodput_ok = facts.met_slo if scenario.slo else None
         summary.update(build_summary(recorder, scheduled=scheduler.scheduled, goodput_ok=goodput_ok))
         if slo := dict(scenario.slo):
             summary["slo"] = slo
-        summary["lengths"] = _length_summary(lengths)
-        if server_views:
-            summary["server"] = _server_summary(server_views)
-        if answers:
-            summary["accuracy"] = _accuracy(scenario.workload, answers)
+        summary["lengths"] = length_report(facts.lengths)
+        if facts.server_views:
+            summary["server"] = _server_summary(facts.server_views)
+        if facts.answers:
+            summary["accuracy"] = _accuracy(scenario.workload, facts.answers)
         if meter is not None and timing is not None:
             window = (
                 recorder.window_first_intended_ns or timing.start_ns,
@@ -450,6 +431,45 @@ def _prompts(stream: Any) -> Iterator[Prompt]:
     return stream if hasattr(stream, "__next__") else iter(stream)
 
 
+class _LengthFacts(NamedTuple):
+    """What ``length_report`` reads of a record, kept instead of the record (and its stamps)."""
+
+    status: str
+    target_input_tokens: int | None
+    input_tokens: int | None
+    target_output_tokens: int | None
+    output_tokens: int | None
+
+
+class _RunFacts:
+    """The few facts the summary needs beyond the histograms, gathered per measured ``ok``
+    request: lengths against targets, server-side timings, SLO verdicts, answers to check."""
+
+    def __init__(self, slo: dict[str, float]) -> None:
+        self._slo = slo
+        self.met_slo = 0
+        self.lengths: list[_LengthFacts] = []
+        self.server_views: list[dict[str, Any]] = []
+        self.answers: list[tuple[Prompt, str]] = []
+
+    def add(self, record: RequestRecord, prompt: Prompt) -> None:
+        self.lengths.append(
+            _LengthFacts(
+                record.status,
+                record.target_input_tokens,
+                record.input_tokens,
+                record.target_output_tokens,
+                record.output_tokens,
+            )
+        )
+        if record.server:
+            self.server_views.append(record.server)
+        if self._slo and _meets(record, self._slo):
+            self.met_slo += 1
+        if record.text is not None:
+            self.answers.append((prompt, "".join(record.text)))
+
+
 _SLO_STAMPS = {
     "ttft_ms": ("sent_ns", "first_token_ns"),
     "ttft_from_schedule_ms": ("intended_ns", "first_token_ns"),
@@ -487,16 +507,6 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
     return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90))}
 
 
-def _length_summary(lengths: list[tuple[int | None, int | None, int | None, int]]) -> dict[str, Any]:
-    """Target against actual token lengths over the measured, completed requests."""
-    out: dict[str, Any] = {}
-    for name, t_i, a_i in (("input", 0, 1), ("output", 2, 3)):
-        targets = [row[t_i] for row in lengths if row[t_i] is not None]
-        actual = [row[a_i] for row in lengths if row[a_i] is not None]
-        out[name] = {"target": _percentiles(targets), "actual": _percentiles(actual)}  # type: ignore[arg-type]
-    return out
-
-
 def _server_summary(views: list[dict[str, Any]]) -> dict[str, Any]:
     """The server's own timings (Ollama's done record, llama.cpp's timings) beside the client's."""
     keys = sorted({k for v in views for k, x in v.items() if isinstance(x, int | float) and not isinstance(x, bool)})
@@ -504,11 +514,13 @@ def _server_summary(views: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _accuracy(workload: Any, answers: list[tuple[Prompt, str]]) -> dict[str, Any]:
-    checked = [workload.check(p, a) for p, a in answers]
-    graded = [c for c in checked if c is not None]
+    """The workload's own verdict on each answer (``None``: the data cannot tell)."""
+    verdicts = [workload.check(p, a) for p, a in answers]
+    graded = [v for v in verdicts if v is not None]
     return {
         "checked": len(graded),
         "correct": sum(graded),
+        "unchecked": len(verdicts) - len(graded),
         "accuracy": (sum(graded) / len(graded)) if graded else None,
     }
 

@@ -83,6 +83,10 @@ def test_shipped_decode_burst_runs_on_the_simulator(tmp_path: Path) -> None:
     assert summary["throughput"]["requests_per_s"] > 0
     assert summary["throughput"]["output_tokens_per_s"] > 0
     assert summary["energy"]["kind"] == "estimated"
+    # the workload's length targets against the simulator's own counts
+    lengths = summary["lengths"]
+    assert lengths["input"]["n"] == 32 and lengths["output"]["n"] == 32
+    assert lengths["input"]["rel_error_p90"] < 0.05 and lengths["output"]["rel_error_p90"] == 0.0
     lines = (out / "requests.jsonl").read_text().splitlines()
     assert len(lines) == 32
     run = json.loads((out / "run.json").read_text())
