@@ -71,15 +71,9 @@ def summary_renderable(summary: dict[str, Any]) -> Group:
     parts: list[Any] = [head, table]
     energy = summary.get("energy")
     if energy:
-        line = energy.get("line")
-        if not line:
-            try:
-                from loadbench.energy import format_line
+        from loadbench.energy import format_line
 
-                line = format_line(energy)
-            except ImportError:  # energy helpers not available: print the raw figure
-                line = f"energy: {energy.get('wh_total')} Wh ({energy.get('kind')})"
-        parts.append(Text(line))
+        parts.append(Text(format_line(energy)))
     if summary.get("accuracy"):
         acc = summary["accuracy"]
         parts.append(Text(f"accuracy: {acc['correct']}/{acc['checked']} answers correct"))
