@@ -300,21 +300,14 @@ class EnergyMeter:
                 continue
             if source is None:
                 source = make_source(name, self.config)
+            reason = None
             try:
                 channels = source.open()
             except SourceUnavailable as exc:
-                self._tried.append(
-                    {
-                        "name": name,
-                        "measures": None,
-                        "estimated": source.estimated,
-                        "available": False,
-                        "used": False,
-                        "reason": str(exc),
-                    }
-                )
-                continue
+                reason = str(exc)
             except Exception as exc:  # an unexpected failure disables the source, not the run
+                reason = f"failed to open: {type(exc).__name__}: {exc}"
+            if reason is not None:
                 self._tried.append(
                     {
                         "name": name,
@@ -322,7 +315,7 @@ class EnergyMeter:
                         "estimated": source.estimated,
                         "available": False,
                         "used": False,
-                        "reason": f"failed to open: {type(exc).__name__}: {exc}",
+                        "reason": reason,
                     }
                 )
                 continue
