@@ -87,17 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-
-    from loadbench.experiment import Experiment
-    from loadbench.results.report import summary_renderable
-    from loadbench.scenario import load_scenario
-
     parser = _run_parser()
     ns = parser.parse_args(argv)
     if ns.duration is not None and ns.duration <= 0:
         parser.error(f"--duration must be > 0 seconds, got {ns.duration}")
     if ns.requests is not None and ns.requests <= 0:
         parser.error(f"--requests must be > 0, got {ns.requests}")
+    # Imported after parsing, so --help and usage errors answer at once.
+    from loadbench.experiment import Experiment
+    from loadbench.results.report import summary_renderable
+    from loadbench.scenario import load_scenario
     scenario = load_scenario(ns.scenario).with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed
     )
