@@ -250,3 +250,22 @@ def test_report_prints_a_finished_run(tmp_path: Path) -> None:
     assert run_cli(str(small(tmp_path, requests=20)), "--out", str(out), "--quiet").returncode == 0
     proc = run_cli("report", str(out))
     assert proc.returncode == 0 and "TTFT" in proc.stdout and "20 completed" in proc.stdout
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios").glob("*.py")))
+def test_every_shipped_scenario_loads_and_targets_the_simulator(path: str) -> None:
+    from loadbench.scenario import load_scenario
+
+    scenario = load_scenario(ROOT / path)
+    assert scenario.target == "sim" and scenario.name == Path(path).stem
+
+
+def test_the_open_loop_and_closed_loop_scenarios_run(tmp_path: Path) -> None:
+    for name in ("steady_poisson", "closed_loop"):
+        out = tmp_path / name
+        proc = run_cli(f"scenarios/{name}.py", "--duration", "2", "--out", str(out), "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        req = summary["requests"]
+        assert req["completed"] > 0
+        assert req["scheduled"] == req["completed"] + req["failed"] + req["cancelled"]
