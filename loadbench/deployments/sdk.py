@@ -188,12 +188,17 @@ def _httpx_failure(httpx: Any, exc: BaseException, *, responded: bool, first_tok
 
 
 class _SdkSender:
-    """Deadline and error handling shared by the three SDK senders; subclasses stream."""
+    """Deadline and error handling shared by the three SDK senders; subclasses stream.
 
-    secret: str | None = None
+    ``client`` is the SDK's async client, ``wire`` the dialect's request shape, ``secret`` the key
+    scrubbed from error details (None where there is none).
+    """
 
-    def __init__(self, timeouts: Timeouts) -> None:
+    def __init__(self, client: Any, wire: Any, timeouts: Timeouts, secret: str | None = None) -> None:
+        self.client = client
+        self.wire = wire
         self.timeouts = timeouts
+        self.secret = secret
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         first_at, total_at = deadlines(record, self.timeouts)
@@ -232,11 +237,7 @@ class OpenAISdkSender(_SdkSender):
     or the usage chunk; otherwise it is TRUNCATED.
     """
 
-    def __init__(self, client: Any, wire: OpenAIWire, timeouts: Timeouts, secret: str | None):
-        super().__init__(timeouts)
-        self.client = client
-        self.wire = wire
-        self.secret = secret
+    wire: OpenAIWire
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
@@ -287,11 +288,7 @@ class OpenAISdkSender(_SdkSender):
 class AnthropicSdkSender(_SdkSender):
     """Messages through ``anthropic.AsyncAnthropic`` (raw events, ``stream=True``)."""
 
-    def __init__(self, client: Any, wire: AnthropicWire, timeouts: Timeouts, secret: str | None):
-        super().__init__(timeouts)
-        self.client = client
-        self.wire = wire
-        self.secret = secret
+    wire: AnthropicWire
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
@@ -332,10 +329,7 @@ class AnthropicSdkSender(_SdkSender):
 class OllamaSdkSender(_SdkSender):
     """``/api/chat`` or ``/api/generate`` through ``ollama.AsyncClient``."""
 
-    def __init__(self, client: Any, wire: OllamaWire, timeouts: Timeouts):
-        super().__init__(timeouts)
-        self.client = client
-        self.wire = wire
+    wire: OllamaWire
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
