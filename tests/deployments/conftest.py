@@ -56,3 +56,13 @@ async def send_all(
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def sim_trace(sim: SimProcess) -> list[dict]:
+    """The simulator's ground truth so far, from its JSONL endpoint."""
+    import urllib.request
+
+    import orjson
+
+    with urllib.request.urlopen(sim.base_url + "/sim/trace", timeout=5) as resp:
+        return [orjson.loads(line) for line in resp.read().splitlines() if line.strip()]

@@ -8,7 +8,7 @@ from loadbench.errors import ErrorCategory, RequestFailed, TargetError
 from loadbench.sim import FaultPlan, SimConfig, SimProcess
 from loadbench.workloads.prompt import Message, Prompt
 
-from .conftest import run, send_all
+from .conftest import run, send_all, sim_trace
 from .servers import closed_port, serve
 
 PROMPTS = [
@@ -57,22 +57,9 @@ def test_local_request_ids_reach_the_server(sim):
     for client in ("http", "sdk"):
         dep = Local("llama3.2", client=client)
         run(send_all(dep, sim.base_url, settings(), PROMPTS[:1], prefix=f"local-id-{client}"))
-    sim_ids = {t["id"] for t in trace(sim)}
+    sim_ids = {t["id"] for t in sim_trace(sim)}
     assert {"local-id-http-0", "local-id-sdk-0"} <= sim_ids
 
-
-def trace(sim):
-    import urllib.request
-
-    import orjson
-
-    with urllib.request.urlopen(sim.base_url + "/sim/trace", timeout=5) as resp:
-        body = resp.read()
-    try:
-        data = orjson.loads(body)
-        return data if isinstance(data, list) else data.get("records", data)
-    except orjson.JSONDecodeError:
-        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
 
 
 def test_local_missing_model_lists_what_the_server_has(sim):

@@ -10,7 +10,7 @@ from loadbench.metrics.record import RequestRecord
 from loadbench.sim import FaultPlan, SimConfig, SimProcess
 from loadbench.workloads.prompt import Prompt
 
-from .conftest import run, send_all
+from .conftest import run, send_all, sim_trace
 from .servers import closed_port
 
 PROMPTS = [
@@ -44,19 +44,6 @@ def test_compatible_counts_match_the_simulators_ground_truth(sim, client):
         t = truth[rec.request_id]
         assert t["tokens_sent"] == len(rec.chunk_ns) and t["prompt_tokens"] == rec.input_tokens
 
-
-def sim_trace(sim):
-    import urllib.request
-
-    import orjson
-
-    with urllib.request.urlopen(sim.base_url + "/sim/trace", timeout=5) as resp:
-        body = resp.read()
-    try:
-        data = orjson.loads(body)
-        return data if isinstance(data, list) else data.get("records", data)
-    except orjson.JSONDecodeError:
-        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("reasoning", [False, True])
