@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from loadbench.errors import LoadbenchError
@@ -61,22 +61,29 @@ def _run_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Subcommands: name -> "module:function" taking the remaining argv and returning an exit code.
+# Each lives in its own module and is imported only when asked for, so `--help` stays instant.
+COMMANDS: dict[str, str] = {
+    "sim": "loadbench.sim.cli:main",
+    "engine": "loadbench.engines.llamacpp:main",
+    "verify": "loadbench.results.verify:main",
+    "report": "loadbench.cli:_report",
+}
+
+
+def _command(name: str) -> Callable[[list[str]], int]:
+    import importlib
+
+    module, _, func = COMMANDS[name].partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else ""
     try:
-        if command == "sim":
-            from loadbench.sim.cli import main as sim_main
-
-            return sim_main(args[1:])
-        if command == "engine":
-            from loadbench.engines.llamacpp import main as engine_main
-
-            return engine_main(args[1:])
-        if command == "verify":
-            return _verify(args[1:])
-        if command == "report":
-            return _report(args[1:])
+        if command in COMMANDS:
+            return _command(command)(args[1:])
         return _run(args)
     except LoadbenchError as exc:
         print(f"loadbench: {exc}", file=sys.stderr)
@@ -218,12 +225,6 @@ def _report(argv: list[str]) -> int:
     ns = p.parse_args(argv)
     _console().print(summary_renderable(RunResult.load(ns.run_dir).summary))  # type: ignore[attr-defined]
     return 0
-
-
-def _verify(argv: list[str]) -> int:
-    from loadbench.results.verify import main as verify_main
-
-    return verify_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
