@@ -161,6 +161,9 @@ class _Observer:
         if self._live is not None:
             self._live.update(progress)
 
+    def note(self, text: str) -> None:
+        print(f"loadbench: {text}", file=sys.stderr)
+
     def stopping(self, reason: str) -> None:
         print(f"loadbench: {reason}: stopping, draining in-flight requests (again to cancel them)", file=sys.stderr)
 

@@ -225,9 +225,13 @@ class Experiment:
         }
 
         recorder = Recorder()
-        stream = scenario.workload.open(seed=scenario.seed, counter=_token_counter(target))
+        stream = _open_stream(scenario, target)
         observe = getattr(stream, "observe", None)
         facts = _RunFacts(dict(scenario.slo))
+        lengths = _lengths_plan(stream, scenario)
+        if lengths is not None:
+            run_info["lengths"] = lengths
+            _note(observer, lengths["note"])
 
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
             # The model actually sent (a preset resolved, or the server's own model picked).
@@ -300,6 +304,11 @@ class Experiment:
                 scraped = await scraper.close() if scraper is not None else None
 
         summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+        if lengths is not None:
+            lengths.update(_lengths_outcome(stream, summary["lengths"], facts))
+            summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
+            for warning in lengths.get("warnings", ()):
+                _note(observer, f"warning: {warning}")
         if scraped is not None:
             summary["server_metrics"] = scraped
         write_json(out_dir / "summary.json", summary)
@@ -416,6 +425,88 @@ def _token_counter(target: TargetInfo) -> Any:
     return None
 
 
+# Prompts measured against a tokenizing server before the load: the planned requests (warm-up
+# included) up to this many, or this many for a timed run; the rest are sized by the model the
+# measurements fitted.
+_EXACT_PROMPTS_MAX = 512
+_EXACT_PROMPTS_TIMED = 256
+_LENGTH_TOLERANCE = 0.05
+
+
+def _open_stream(scenario: Scenario, target: TargetInfo) -> Any:
+    counter = _token_counter(target)
+    if counter is None or getattr(counter, "local", True):
+        return scenario.workload.open(seed=scenario.seed, counter=counter)
+    from loadbench.workloads.base import ExactLengths
+
+    planned = scenario.stop.requests
+    prompts = min(planned, _EXACT_PROMPTS_MAX) if planned else _EXACT_PROMPTS_TIMED
+    return scenario.workload.open(seed=scenario.seed, counter=counter, exact=ExactLengths(prompts=prompts))
+
+
+def _lengths_plan(stream: Any, scenario: Scenario) -> dict[str, Any] | None:
+    """How the run gets its input lengths right, for run.json and the terminal."""
+    describe = getattr(stream, "describe", None)
+    if not callable(describe) or not hasattr(stream, "lookahead"):
+        return None
+    info = describe()
+    out: dict[str, Any] = {"mode": info["mode"], "counter": info["counter"]}
+    stop = scenario.stop
+    if info["mode"] == "server":
+        exact = info["exact_first"]
+        out["exact_first"] = exact
+        out["note"] = (
+            f"lengths: {exact['prompts']} prompts measured against the server's tokenizer before the load "
+            f"({exact['elapsed_s']:.1f} s, {exact['tokenize_calls']} tokenize calls; worst input error "
+            f"{100 * exact['worst_error']:.1f}%)"
+        )
+        return out
+    from loadbench.workloads.base import SETTLE_WINDOW
+
+    needed = SETTLE_WINDOW + max(1, _pool_size(scenario))
+    out["warmup_needed_requests"] = needed
+    out["warmup_requests"] = stop.warmup_requests
+    out["warmup_s"] = stop.warmup_s
+    if "exact_first" in info:
+        out["exact_first"] = info["exact_first"]
+    why = "the target serves no /tokenize" if info["counter"].get("kind") != "server" else info.get(
+        "exact_first", {}
+    ).get("reason", "the server's tokenizer was not used")
+    short = stop.warmup_requests < needed and not stop.warmup_s
+    out["note"] = (
+        f"lengths: {why}, so input lengths are learnt from the first requests' reported counts; "
+        f"they need a warm-up of at least ~{needed} requests (this run: "
+        + (f"{stop.warmup_s:g} s" if stop.warmup_s else f"{stop.warmup_requests} requests")
+        + ("; measured requests sized before lengths were learnt will be off target)" if short else ")")
+    )
+    return out
+
+
+def _lengths_outcome(stream: Any, report: dict[str, Any], facts: _RunFacts) -> dict[str, Any]:
+    """What calibration did during the run, and the warnings a user must see."""
+    out: dict[str, Any] = {"settled_after": stream.settled_after, "observed": stream.observed}
+    early = sum(1 for i in facts.indices if stream.built_before_settled(i))
+    out["measured_sized_before_learnt"] = early
+    warnings = []
+    side = report.get("input", {})
+    if side.get("n") and side["rel_error_p90"] > _LENGTH_TOLERANCE:
+        warnings.append(
+            f"measured requests' input tokens missed their targets by {100 * side['rel_error_p50']:.0f}% (p50), "
+            f"{100 * side['rel_error_p90']:.0f}% (p90), over the {100 * _LENGTH_TOLERANCE:.0f}% tolerance"
+            + (f"; {early} of them were sized before lengths were learnt: lengthen the warm-up" if early else "")
+        )
+    if stream.settled_after is None and stream.observed:
+        warnings.append(f"input lengths had not settled within 5% after {stream.observed} observed requests")
+    out["warnings"] = warnings
+    return out
+
+
+def _note(observer: Observer, text: str) -> None:
+    note = getattr(observer, "note", None)
+    if callable(note):
+        note(text)
+
+
 def _write_sim_trace(sim: Any, out_dir: Path) -> None:
     """Keep the simulator's ground truth beside the records, for ``loadbench verify``."""
     import orjson
@@ -449,6 +540,7 @@ class _RunFacts:
         self._slo = slo
         self.met_slo = 0
         self.lengths: list[_LengthFacts] = []
+        self.indices: list[int] = []
         self.server_views: list[dict[str, Any]] = []
         self.answers: list[tuple[Prompt, str]] = []
 
@@ -462,6 +554,7 @@ class _RunFacts:
                 record.output_tokens,
             )
         )
+        self.indices.append(record.index)
         if record.server:
             self.server_views.append(record.server)
         if self._slo and _meets(record, self._slo):

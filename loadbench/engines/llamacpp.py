@@ -330,18 +330,20 @@ def build_llama_server(*, jobs: int | None = None, log: Callable[[str], None] = 
 # --------------------------------------------------------------------------- model
 
 
-def tiny_model_path() -> Path:
+def tiny_model_path(vocab: str = "words") -> Path:
     """Path of the cached tiny test model, written on first use (about 1 MB).
 
     See :func:`loadbench.engines.tiny_gguf.write_tiny_llama_gguf` for what it
-    is; the default arguments are used.
+    is; the default arguments are used, but for ``vocab`` (``"words"``, or
+    ``"subword"`` for a tokenizer unlike it).
     """
     from loadbench.engines.tiny_gguf import write_tiny_llama_gguf
 
-    path = cache_dir() / "models" / TINY_MODEL_NAME
+    name = TINY_MODEL_NAME if vocab == "words" else TINY_MODEL_NAME.replace(".gguf", f"-{vocab}.gguf")
+    path = cache_dir() / "models" / name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_tiny_llama_gguf(path)  # writes to a temp name and renames: race-safe
+        write_tiny_llama_gguf(path, vocab=vocab)  # writes to a temp name and renames: race-safe
     return path
 
 

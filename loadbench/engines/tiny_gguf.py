@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "BOS_ID",
     "CHAT_TEMPLATE",
+    "VOCABS",
     "EOS_ID",
     "IM_END_ID",
     "IM_START_ID",
@@ -75,15 +76,39 @@ hello world please tell story about data number value result report
 """
 _WORDS = _WORD_TEXT.split()
 
+# The "subword" vocabulary's corpus: words of business, everyday and maths text, cut into pieces of
+# two and three letters (word-initial ones with the "▁" marker) rather than kept whole, so the
+# vocabulary is larger, its merges differ, and text runs at about two to three characters a
+# token: unlike the "words" vocabulary and unlike any estimate tuned on either.
+_SUBWORD_TEXT = """
+revenue income statement balance sheet cash flow operating expense profit margin company fiscal
+quarter annual report filing million dollars growth market share customers products services
+management discussion analysis risk factors liquidity capital debt interest rates inventory
+question answer solve equation problem number value total remainder divisor multiple fraction
+triangle rectangle area length width sum sequence terms solution integer real largest smallest
+recommend plan travel cooking garden fitness budget write schedule friend weekend morning week
+help advice start small simple step first second better faster healthier cheaper thanks please
+"""
+_SUBWORDS = _SUBWORD_TEXT.split()
 
-def build_vocab() -> tuple[list[str], list[float], list[int]]:
-    """Return ``(tokens, scores, token_types)`` of the tiny SPM vocabulary.
+#: The vocabularies ``write_tiny_llama_gguf`` can give its model.
+VOCABS = ("words", "subword")
+
+
+def build_vocab(vocab: str = "words") -> tuple[list[str], list[float], list[int]]:
+    """Return ``(tokens, scores, token_types)`` of a tiny SPM vocabulary.
 
     Layout: ids 0..4 are ``<unk>``, ``<s>``, ``</s>``, ``<|im_start|>``,
     ``<|im_end|>``; ids 5..260 are the byte tokens ``<0x00>``..``<0xFF>``;
     the rest are normal pieces, every one of them reachable by merges.
     Scores are higher for longer pieces so the tokenizer prefers them.
+
+    ``vocab`` is ``"words"`` (common English words whole, about one token a word) or
+    ``"subword"`` (two- and three-letter pieces of another word list, about two to three
+    characters a token).
     """
+    if vocab not in VOCABS:
+        raise ValueError(f"vocab must be one of {VOCABS}, got {vocab!r}")
     import gguf
 
     tokens = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
@@ -105,10 +130,19 @@ def build_vocab() -> tuple[list[str], list[float], list[int]]:
     for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()":
         pieces[ch] = None
     pieces["▁"] = None
-    for word in dict.fromkeys(_WORDS):
-        for piece in ("▁" + word, word):
-            for end in range(2, len(piece) + 1):
-                pieces[piece[:end]] = None
+    if vocab == "words":
+        for word in dict.fromkeys(_WORDS):
+            for piece in ("▁" + word, word):
+                for end in range(2, len(piece) + 1):
+                    pieces[piece[:end]] = None
+    else:
+        for word in dict.fromkeys(_SUBWORDS):
+            for size in (2, 3):
+                for start in range(len(word) - size + 1):
+                    pieces[word[start : start + size]] = None
+                if len(word) >= size:
+                    pieces["▁" + word[: size - 1]] = None
+                    pieces["▁" + word[:size]] = None
     for piece in pieces:
         tokens.append(piece)
         types.append(gguf.TokenType.NORMAL)
@@ -137,8 +171,12 @@ def write_tiny_llama_gguf(
     n_ff: int = 128,
     n_ctx: int = 4096,
     seed: int = 0,
+    vocab: str = "words",
 ) -> Path:
     """Write a tiny random llama GGUF (all tensors f32) to ``path``; return it.
+
+    ``vocab`` picks the tokenizer (see ``build_vocab``); ``"subword"`` gives a model whose
+    token counts no test tuned for ``"words"`` would predict.
 
     ``n_embd`` must be divisible by ``n_head`` and the head size must be even
     (RoPE). ``n_ctx`` is the model's trained context length in tokens. The
@@ -150,7 +188,7 @@ def write_tiny_llama_gguf(
     if n_embd % n_head or (n_embd // n_head) % 2:
         raise ValueError("n_embd must split into n_head heads of even size")
     path = Path(path)
-    tokens, scores, types = build_vocab()
+    tokens, scores, types = build_vocab(vocab)
     n_vocab = len(tokens)
     head_dim = n_embd // n_head
     rng = np.random.default_rng(seed)

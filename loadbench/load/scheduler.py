@@ -44,7 +44,8 @@ _SPIN_NS = 1_500_000
 _WATCH_STOP_NS = 50_000_000
 # Prompts are built ahead of their send times (a Prefill prompt costs ~0.5 ms to build), in small
 # batches while the dispatcher sleeps. The buffer stays small so that length calibration learnt
-# from finished requests reaches the prompts soon after.
+# from finished requests reaches the prompts soon after; a prompt iterator with a ``lookahead``
+# (a prompt stream still learning lengths says 0) caps it further.
 _PROMPT_BUFFER = 128
 _REFILL_BATCH = 8
 
@@ -128,9 +129,14 @@ class Scheduler:
         await self._drain()
         return RunTiming(self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan")
 
+    def _room(self) -> int:
+        """How many prompts may wait built: fewer while the prompt stream says it is still learning."""
+        ahead = getattr(self._prompts, "lookahead", None)
+        return _PROMPT_BUFFER if ahead is None else min(_PROMPT_BUFFER, ahead)
+
     def _prefetch(self) -> None:
         want = self._stop.requests if self._stop.requests is not None else _PROMPT_BUFFER
-        for _ in range(min(want, _PROMPT_BUFFER)):
+        for _ in range(min(want, self._room())):
             self._buffer.append(next(self._prompts))
 
     async def _refill(self) -> None:
@@ -139,14 +145,14 @@ class Scheduler:
         while True:
             await self._refill_wanted.wait()
             self._refill_wanted.clear()
-            while len(buffer) < _PROMPT_BUFFER:
+            while len(buffer) < self._room():
                 for _ in range(_REFILL_BATCH):
                     buffer.append(next(self._prompts))
                 await asyncio.sleep(0)
 
     def _next_prompt(self) -> Prompt:
         buffer = self._buffer
-        if len(buffer) < _PROMPT_BUFFER // 2:
+        if len(buffer) < self._room() // 2:
             self._refill_wanted.set()
         return buffer.popleft() if buffer else next(self._prompts)
 

@@ -185,7 +185,7 @@ def install(app: web.Application, server: SimServer) -> None:
             return dialect.error(exc.status, exc.message)
         ex.gen = server.plan(
             dialect=dialect.name, model=model, stream=stream,
-            prompt_tokens=sum(server.count(t) for t in texts), last_user_text=last_user, limit=limit,
+            prompt_tokens=server.chat_tokens(texts), last_user_text=last_user, limit=limit,
             ignore_eos=bool(body.get("ignore_eos", False)), reasoning=reasoning,
         )
         return await server.generate(ex, MessagesEncoder(ex), dialect)
@@ -196,7 +196,7 @@ def install(app: web.Application, server: SimServer) -> None:
             texts, _ = _prompt(body)
         except BadRequest as exc:
             return dialect.error(exc.status, exc.message)
-        return json_response({"input_tokens": sum(server.count(t) for t in texts)})
+        return json_response({"input_tokens": server.chat_tokens(texts)})
 
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)

@@ -79,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
                        help="canned JSON answer")
     other.add_argument("--trace", default=None, metavar="PATH", help="write ground truth JSONL to PATH")
     other.add_argument("--no-trace", action="store_true", help="keep no ground truth")
+    other.add_argument("--no-tokenize", action="store_true",
+                       help="serve no POST /tokenize (like an OpenAI-compatible server without one)")
+    other.add_argument("--piece-chars", type=int, default=None,
+                       help="the tokenizer's longest word piece, in characters (default 4)")
+    other.add_argument("--chat-template-tokens", default=None, metavar="REQUEST[,MESSAGE]",
+                       help="tokens a chat template adds per request and per message (default 0,0)")
     other.add_argument("--config-json", default=None, help="a whole SimConfig as JSON (flags override it)")
     other.add_argument("--cpus", default=None, metavar="LIST",
                        help="pin the simulator to these CPU ids (comma-separated; Linux)")
@@ -129,6 +135,22 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         changes.update(trace=True, trace_path=args.trace)
     if args.no_trace:
         changes.update(trace=False, trace_path=None)
+    if args.no_tokenize:
+        changes["tokenize"] = False
+    if args.piece_chars is not None:
+        changes["piece_chars"] = args.piece_chars
+    if args.chat_template_tokens is not None:
+        parts = args.chat_template_tokens.split(",")
+        try:
+            values = [int(x) for x in parts]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2):
+            raise ConfigError(
+                f"--chat-template-tokens expects REQUEST[,MESSAGE] integers, got {args.chat_template_tokens!r}"
+            )
+        changes["chat_template_tokens"] = values[0]
+        changes["message_template_tokens"] = values[1] if len(values) == 2 else 0
     rates = dict(base.faults.rates)
     for spec in args.fault:
         kind, sep, rate = spec.rpartition(":")

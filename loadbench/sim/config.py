@@ -291,6 +291,11 @@ class SimConfig:
     request's limits). ``jitter`` enables seeded step-time noise (``profile.jitter_frac``); with it
     off, timings are deterministic up to the host's scheduling. ``trace`` records ground truth;
     ``trace_path`` is where the JSONL goes (``SimProcess`` picks a temporary file when unset).
+
+    The tokenizer: words split into pieces of at most ``piece_chars`` characters (4 by default),
+    and chat requests count ``chat_template_tokens`` more per request and
+    ``message_template_tokens`` per message, as a real chat template adds. ``tokenize`` serves
+    ``POST /tokenize``; off, it answers 404, like an OpenAI-compatible server without one.
     """
 
     profile: EngineProfile = PROFILES["instant"]
@@ -304,6 +309,10 @@ class SimConfig:
     port: int = 0
     models: tuple[str, ...] = DEFAULT_MODELS
     reasoning_tokens: int = 32
+    tokenize: bool = True
+    piece_chars: int = 4
+    chat_template_tokens: int = 0
+    message_template_tokens: int = 0
 
     def __post_init__(self) -> None:
         owner = "SimConfig"
@@ -339,6 +348,13 @@ class SimConfig:
             raise ConfigError(f"{owner}.models must be a non-empty list of model names, got {self.models!r}")
         object.__setattr__(self, "models", models)
         _check_number(owner, "reasoning_tokens", self.reasoning_tokens, integer=True)
+        if not isinstance(self.tokenize, bool):
+            raise ConfigError(f"{owner}.tokenize must be true or false, got {self.tokenize!r}")
+        _check_number(owner, "piece_chars", self.piece_chars, integer=True, positive=True)
+        if self.piece_chars > 16:
+            raise ConfigError(f"{owner}.piece_chars must be from 1 to 16, got {self.piece_chars!r}")
+        _check_number(owner, "chat_template_tokens", self.chat_template_tokens, integer=True)
+        _check_number(owner, "message_template_tokens", self.message_template_tokens, integer=True)
 
     def with_(self, **changes: Any) -> SimConfig:
         """A copy with some fields changed (validated again)."""

@@ -207,7 +207,7 @@ def install(app: web.Application, server: SimServer) -> None:
             return dialect.error(exc.status, exc.message)
         ex.gen = server.plan(
             dialect=dialect.name, model=model, stream=stream,
-            prompt_tokens=sum(server.count(t) for t in texts), last_user_text=last_user, limit=limit,
+            prompt_tokens=server.chat_tokens(texts), last_user_text=last_user, limit=limit,
             reasoning=reasoning,
         )
         return await server.generate(ex, OllamaEncoder(ex, chat=chat), dialect)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from loadbench.sim.server import SimServer, json_response
-from loadbench.sim.text import token_ids, tokenize
+from loadbench.sim.text import message_text, token_ids
 
 __all__ = ["install"]
 
@@ -26,10 +26,19 @@ def install(app: web.Application, server: SimServer) -> None:
             body = await request.json()
         except ValueError:
             return json_response({"error": "request body is not valid JSON"}, 400)
-        content = body.get("content") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return json_response({"error": "the body must be a JSON object"}, 400)
+        messages = body.get("messages")
+        if messages is not None:
+            # vLLM's chat form: the whole request as the chat endpoint counts it, template included.
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                return json_response({"error": "messages must be a list of objects"}, 400)
+            texts = [message_text(m.get("content")) for m in messages]
+            return json_response({"count": server.chat_tokens(texts)})
+        content = body.get("content", body.get("prompt"))
         if not isinstance(content, str):
             return json_response({"error": "content must be a string"}, 400)
-        pieces = tokenize(content)
+        pieces = server.tokenizer.tokenize(content)
         ids = token_ids(pieces)
         if body.get("with_pieces"):
             return json_response({"tokens": [{"id": i, "piece": p} for i, p in zip(ids, pieces, strict=True)]})
@@ -47,7 +56,8 @@ def install(app: web.Application, server: SimServer) -> None:
         return web.Response(text=server.config.to_json(), content_type="application/json")
 
     app.router.add_get("/health", health)
-    app.router.add_post("/tokenize", tokenize_route)
+    if server.config.tokenize:
+        app.router.add_post("/tokenize", tokenize_route)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/sim/trace", trace)
     app.router.add_get("/sim/config", config)

@@ -29,7 +29,7 @@ from loadbench.errors import ConfigError
 from loadbench.sim.config import SimConfig
 from loadbench.sim.engine import Engine, Sequence
 from loadbench.sim.faults import FaultPicker
-from loadbench.sim.text import WordSource, count_tokens, tokenize
+from loadbench.sim.text import Tokenizer, WordSource, tokenize
 from loadbench.sim.trace import TraceLog
 from loadbench.wire import REQUEST_ID_HEADER
 
@@ -191,6 +191,9 @@ class SimServer:
         self.engine = Engine(config.profile, seed=config.seed, jitter=config.jitter)
         self.faults = FaultPicker(config.faults, config.seed)
         self.words = WordSource(config.seed)
+        self.tokenizer = Tokenizer(
+            config.piece_chars, chat_tokens=config.chat_template_tokens, message_tokens=config.message_template_tokens
+        )
         self.trace = TraceLog(config.trace_path) if config.trace else None
         self.models: list[str] = list(config.models)
         self.started_ns = 0
@@ -303,10 +306,13 @@ class SimServer:
     def has_model(self, name: str) -> bool:
         return resolve_model(name, self.models) is not None
 
-    @staticmethod
-    def count(text: str) -> int:
+    def count(self, text: str) -> int:
         """Tokens in ``text`` by the simulator's tokenizer."""
-        return count_tokens(text)
+        return self.tokenizer.count(text)
+
+    def chat_tokens(self, texts: list[str]) -> int:
+        """Prompt tokens of a chat request: the messages' texts and the chat template's tokens."""
+        return self.tokenizer.chat(texts)
 
     def count_fault(self, kind: str) -> None:
         self.fault_counts[kind] = self.fault_counts.get(kind, 0) + 1

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["VOCAB_SIZE", "WordSource", "count_tokens", "message_text", "token_ids", "tokenize"]
+__all__ = ["VOCAB_SIZE", "Tokenizer", "WordSource", "count_tokens", "message_text", "token_ids", "tokenize"]
 
 _PIECE = re.compile(r" ?\w{1,4}| ?[^\w\s]|\s+")
 VOCAB_SIZE = 32_000
@@ -39,6 +39,33 @@ def tokenize(text: str) -> list[str]:
 def count_tokens(text: str) -> int:
     """How many tokens ``text`` is."""
     return len(_PIECE.findall(text))
+
+
+class Tokenizer:
+    """The simulator's tokenizer with words split into pieces of at most ``piece_chars`` word
+    characters (4 by default, as ``tokenize``), plus the tokens a chat template adds: ``chat_tokens``
+    per request and ``message_tokens`` per message. A different ``piece_chars`` or template stands
+    in for a model whose vocabulary a client's estimate does not know."""
+
+    __slots__ = ("_piece", "chat_tokens", "message_tokens")
+
+    def __init__(self, piece_chars: int = 4, *, chat_tokens: int = 0, message_tokens: int = 0) -> None:
+        self._piece = _PIECE if piece_chars == 4 else re.compile(rf" ?\w{{1,{piece_chars}}}| ?[^\w\s]|\s+")
+        self.chat_tokens = chat_tokens
+        self.message_tokens = message_tokens
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._piece.findall(text)
+
+    def count(self, text: str) -> int:
+        return len(self._piece.findall(text))
+
+    def chat(self, texts: Iterable[str]) -> int:
+        """A chat request's prompt tokens: its messages' texts and the template around them."""
+        n = self.chat_tokens
+        for t in texts:
+            n += self.message_tokens + len(self._piece.findall(t))
+        return n
 
 
 def token_ids(pieces: Iterable[str]) -> list[int]:

@@ -167,7 +167,7 @@ class Prefill(_Preset):
             n_msgs = 2 if prefix else 1
             overhead, per_msg, scale = model.coefficients()
             fixed = prefix_n + c.count(head) + c.count(tail)
-            budget = (wanted - overhead - per_msg * n_msgs) / scale - fixed
+            budget = (c.aim(wanted) - overhead - per_msg * n_msgs) / scale - fixed
             evidence = "\n\n".join(item.evidence)
             ev_n = c.count(evidence)
             if ev_n > budget and item.snippets:
@@ -184,7 +184,7 @@ class Prefill(_Preset):
             counted = fixed + ev_n + used
             return self._prompt(c, messages, wanted=wanted, out=out, counted=counted, reference=item.reference)
 
-        return compose
+        return c.bind(lambda: c.sized(compose))
 
 
 # -- Decode ----------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class Decode(_Preset):
             prefix, prefix_n = c.prefix()
             n_msgs = 2 if prefix else 1
             overhead, per_msg, scale = model.coefficients()
-            budget = (wanted - overhead - per_msg * n_msgs) / scale - prefix_n - head_n
+            budget = (c.aim(wanted) - overhead - per_msg * n_msgs) / scale - prefix_n - head_n
             # Pick a problem that fits: a few draws, the first that fits or else the shortest.
             best: tuple[int, MathProblem, str] | None = None
             for _ in range(8):
@@ -239,7 +239,7 @@ class Decode(_Preset):
             counted = prefix_n + head_n + tail_n + used
             return self._prompt(c, messages, wanted=wanted, out=out, counted=counted, reference=item.answer)
 
-        return compose
+        return c.bind(lambda: c.sized(compose))
 
 
 # -- Balanced --------------------------------------------------------------------------------------
@@ -308,8 +308,8 @@ class Balanced(_Preset):
     ) -> Callable[[], Built]:
         c = self._base(pool, counter, model, seed)
         if self.multi_turn is None:
-            return lambda: self._single(c, pool.draw(c.rng))[0]
-        return self._multi(c, self.multi_turn)
+            return c.bind(lambda: c.sized(lambda: self._single(c, pool.draw(c.rng)))[0])
+        return c.bind(self._multi(c, self.multi_turn))
 
     def _single(self, c: Composer, thread: ChatThread) -> tuple[Built, int]:
         """A prompt ending on ``thread``'s last user turn, padded with earlier exchanges."""
@@ -319,7 +319,7 @@ class Balanced(_Preset):
         prefix, prefix_n = c.prefix()
         overhead, per_msg, scale = c.model.coefficients()
         n_fixed = 2 if prefix else 1
-        budget = (wanted - overhead - per_msg * n_fixed) / scale - prefix_n
+        budget = (c.aim(wanted) - overhead - per_msg * n_fixed) / scale - prefix_n
         final = thread.turns[-1].content
         final_n = c.count(final)
         if final_n > budget:
@@ -357,6 +357,12 @@ class Balanced(_Preset):
                     u0, a0 = history[0]
                     history[0] = (u0, f"{a0}\n\n{extra}")
                     counted += c.sep + c.count(extra)
+            elif remaining - c.sep >= 1:
+                # No history, and no room for one: the user's turn opens with earlier context.
+                extra = c.cut(user, remaining - c.sep, keep="tail")
+                if extra:
+                    final = f"{extra}\n\n{final}"
+                    counted += c.sep + c.count(extra)
             break
         messages = [prefix] if prefix else []
         for user, assistant in history:
@@ -375,8 +381,13 @@ class Balanced(_Preset):
             index += 1
             conv = slots[k]
             if conv is None:
-                thread: ChatThread = pool.conversation(c.rng, mt.turns.sample(c.rng))
-                built, out = self._single(c, thread)
+                turns = mt.turns.sample(c.rng)
+
+                def first() -> tuple[Built, int, ChatThread]:
+                    thread = pool.conversation(c.rng, turns)
+                    return (*self._single(c, thread), thread)
+
+                built, out, thread = c.sized(first)
                 prompt, _n, counted = built
                 if thread.follow_ups:
                     slots[k] = _Conversation(list(prompt.messages), counted, deque(thread.follow_ups), out)
@@ -399,7 +410,9 @@ class Balanced(_Preset):
                 reference=None,
                 source=pool.source,
             )
-            return prompt, n, conv.counted
+            built = (prompt, n, conv.counted)
+            c.measured(built)  # a later turn cannot be rebuilt, but its exact count still teaches
+            return built
 
         return compose
 

@@ -267,8 +267,14 @@ class ServerTokenizer:
     the simulator); a server that rejects that body gets vLLM's ``{"prompt": text}`` instead, and a
     ``{"count": n}`` answer is read too.
 
-    Synchronous (``urllib``): it is meant for before the load starts. ``Workload.open`` never calls
-    it per prompt; it fits a ``CalibratedEstimate`` from a sample instead (``local`` is false).
+    ``count_chat(messages)`` counts a whole chat request as the server's chat endpoint does, the
+    chat template and special tokens included: llama.cpp's ``POST /apply-template`` then
+    ``/tokenize`` with ``add_special``, or ``/tokenize`` with ``{"messages": [...]}`` (vLLM, the
+    simulator). It answers ``None`` where the server offers neither.
+
+    Synchronous (``urllib``): it is meant for before the load starts. ``Workload.open`` calls it
+    while it builds the first prompts, before the scheduler takes any; it is never called on the
+    send path (``local`` is false).
     """
 
     exact = True
@@ -283,11 +289,13 @@ class ServerTokenizer:
         self.url = root + path
         self.timeout_s = timeout_s
         self._body_key = "content"
+        self._root = root
+        self._chat_mode: str | None = None  # "apply-template" | "messages" | "none", found on first use
         self.calls = 0
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any], url: str | None = None) -> dict[str, Any]:
         req = urllib.request.Request(
-            self.url,
+            url or self.url,
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -325,11 +333,58 @@ class ServerTokenizer:
     def count(self, text: str) -> int:
         return self.tokens(text) if text else 0
 
+    def count_chat(self, messages: Iterable[tuple[str, str]]) -> int | None:
+        """The server's input tokens for a chat request of ``(role, content)`` messages, its
+        template included; ``None`` when the server cannot template (then only content counts)."""
+        msgs = [{"role": role, "content": content} for role, content in messages]
+        if self._chat_mode is None:
+            self._chat_mode = self._find_chat_mode(msgs)
+            if self._chat_mode == "none":
+                return None
+        if self._chat_mode == "none":
+            return None
+        try:
+            return self._chat(msgs, self._chat_mode)
+        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as e:
+            reason = getattr(e, "reason", e)
+            raise TargetError(f"cannot count a chat request through {_redact(self._root)}: {reason}") from e
+
+    def _find_chat_mode(self, msgs: list[dict[str, str]]) -> str:
+        for mode in ("apply-template", "messages"):
+            try:
+                if self._chat(msgs, mode) > 0:
+                    return mode
+            except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+                continue
+        return "none"
+
+    def _chat(self, msgs: list[dict[str, str]], mode: str) -> int:
+        if mode == "apply-template":
+            prompt = self._post({"messages": msgs}, self._root + "/apply-template")["prompt"]
+            if not isinstance(prompt, str):
+                raise TypeError("apply-template answered without a prompt string")
+            data = self._post({"content": prompt, "add_special": True, "parse_special": True})
+        else:
+            data = self._post({"messages": msgs, "add_generation_prompt": True})
+        if isinstance(data.get("count"), int):
+            return int(data["count"])
+        if isinstance(data.get("tokens"), list):
+            return len(data["tokens"])
+        raise KeyError("tokens")
+
+    @property
+    def chat_mode(self) -> str | None:
+        """How ``count_chat`` counts (``"apply-template"``, ``"messages"``, ``"none"``), once known."""
+        return self._chat_mode
+
     def truncate(self, text: str, max_tokens: int, *, keep: Keep = "head") -> str:
         return truncate_by_count(self, text, max_tokens, keep)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "server", "url": _redact(self.url)}
+        out: dict[str, Any] = {"kind": "server", "url": _redact(self.url)}
+        if self._chat_mode is not None:
+            out["chat_template"] = self._chat_mode
+        return out
 
 
 def auto_counter(base_url: str | None, *, timeout_s: float = 2.0) -> TokenCounter:

@@ -308,13 +308,10 @@ class TraceWorkload(Workload):
         index = 0
         n = len(trace)
 
-        def compose() -> Built:
-            nonlocal index
-            i = index % n
-            index += 1
+        def build(i: int) -> Built:
             wanted, out = int(trace.input_tokens[i]), int(trace.output_tokens[i])
             overhead, per_msg, scale = model.coefficients()
-            budget = (wanted - overhead - per_msg) / scale
+            budget = (c.aim(wanted) - overhead - per_msg) / scale
             ids = trace.hash_ids[i] if trace.hash_ids else ()
             parts: list[str] = []
             counted = 0.0
@@ -342,4 +339,10 @@ class TraceWorkload(Workload):
             )
             return prompt, 1, counted
 
-        return compose
+        def compose() -> Built:
+            nonlocal index
+            i = index % n
+            index += 1
+            return c.sized(lambda: build(i))
+
+        return c.bind(compose)
