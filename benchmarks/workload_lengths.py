@@ -8,10 +8,11 @@ p90) and the relative error per request, over the requests after the warm-up.
 
 Three token counters are compared: ``estimate`` (the default, which needs nothing and calibrates
 from the records), ``estimate/7`` (the same with a deliberately wrong characters-per-token, to
-show what the calibration corrects during warm-up) and ``server`` (the target's ``/tokenize``,
-sampled once at open). Note that the simulator's tokenizer splits words into pieces of at most
-four characters, which the default estimate mirrors, so against the simulator the default is
-exact from the first request; the mis-set estimate and llama-server show calibration at work.
+show what the calibration corrects during warm-up) and ``server`` (the target's ``/tokenize``:
+the first prompts are measured before the load, see ``first_request_lengths.py``). Note that the
+simulator's tokenizer splits words into pieces of at most four characters, which the default
+estimate mirrors, so against the simulator the default is exact from the first request; the
+mis-set estimate and llama-server show calibration at work.
 
     python benchmarks/workload_lengths.py [--target sim|llama] [--requests 48] [--warmup 16]
 

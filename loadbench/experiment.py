@@ -463,7 +463,8 @@ def _lengths_plan(stream: Any, scenario: Scenario) -> dict[str, Any] | None:
         return out
     from loadbench.workloads.base import SETTLE_WINDOW
 
-    needed = SETTLE_WINDOW + max(1, _pool_size(scenario))
+    # A few requests to learn, a window in a row to confirm, and those in flight meanwhile.
+    needed = 2 * SETTLE_WINDOW + max(1, _pool_size(scenario))
     out["warmup_needed_requests"] = needed
     out["warmup_requests"] = stop.warmup_requests
     out["warmup_s"] = stop.warmup_s

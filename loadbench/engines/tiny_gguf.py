@@ -28,11 +28,11 @@ import numpy as np
 __all__ = [
     "BOS_ID",
     "CHAT_TEMPLATE",
-    "VOCABS",
     "EOS_ID",
     "IM_END_ID",
     "IM_START_ID",
     "UNK_ID",
+    "VOCABS",
     "build_vocab",
     "write_tiny_llama_gguf",
 ]

@@ -52,6 +52,11 @@ def test_config_is_frozen():
         (lambda: SimConfig(host="0.0.0.0"), "SimConfig.host"),
         (lambda: SimConfig(seed="x"), "SimConfig.seed"),
         (lambda: SimConfig(models=()), "SimConfig.models"),
+        (lambda: SimConfig(tokenize="yes"), "SimConfig.tokenize"),
+        (lambda: SimConfig(piece_chars=0), "SimConfig.piece_chars"),
+        (lambda: SimConfig(piece_chars=17), "SimConfig.piece_chars"),
+        (lambda: SimConfig(chat_template_tokens=-1), "SimConfig.chat_template_tokens"),
+        (lambda: SimConfig(message_template_tokens=1.5), "SimConfig.message_template_tokens"),
         (lambda: SimConfig.from_json('{"bogus": 1}'), "SimConfig"),
         (lambda: SimConfig.from_json('{"profile": {"slotz": 1}}'), "EngineProfile"),
     ],
@@ -82,6 +87,15 @@ def test_cli_flags_build_the_config():
     assert config.faults.schedule == (FaultWindow(1.0, 2.0, "refuse"),)
     assert config.responders == (Responder("hi", template="hello"),)
     assert config.trace is False
+
+
+def test_cli_tokenizer_flags():
+    config = build_config(parser().parse_args(["--no-tokenize", "--piece-chars", "3", "--chat-template-tokens", "8,4"]))
+    assert (config.tokenize, config.piece_chars) == (False, 3)
+    assert (config.chat_template_tokens, config.message_template_tokens) == (8, 4)
+    assert SimConfig.from_json(config.to_json()) == config
+    with pytest.raises(ConfigError, match="--chat-template-tokens"):
+        build_config(parser().parse_args(["--chat-template-tokens", "a,b"]))
 
 
 def test_cli_ttft_and_itl_shorthands():

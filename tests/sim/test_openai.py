@@ -150,3 +150,33 @@ def test_models_tokenize_health():
     assert len(tokens["tokens"]) == count_tokens("Hello, world!") == 6  # Hell|o|,| worl|d|!
     assert "".join(p["piece"] for p in pieces["tokens"]) == "Hello"
     assert health == 200
+
+
+def test_a_foreign_tokenizer_and_chat_template():
+    """``piece_chars`` and the template tokens change every count the same way: /tokenize of
+    text, /tokenize of messages (vLLM's form) and the chat endpoint's usage agree."""
+    config = SimConfig(piece_chars=2, chat_template_tokens=5, message_template_tokens=3)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world!"}]
+
+    async def body(server, session):
+        async with session.post(server.base_url + "/tokenize", json={"content": "Hello, world!"}) as r:
+            text = await r.json()
+        async with session.post(server.base_url + "/tokenize", json={"messages": messages}) as r:
+            chat = await r.json()
+        async with session.post(server.base_url + "/v1/chat/completions",
+                                json={"model": "m", "messages": messages, "max_tokens": 2}) as r:
+            usage = (await r.json())["usage"]
+        return text, chat, usage
+
+    text, chat, usage = run(with_server(config, body))
+    assert len(text["tokens"]) == 8  # He|ll|o|,| wo|rl|d|!
+    expected = 5 + (3 + 5) + (3 + 8)  # template, "Be brief." = Be| br|ie|f|.
+    assert chat == {"count": expected} and usage["prompt_tokens"] == expected
+
+
+def test_tokenize_switched_off_answers_404():
+    async def body(server, session):
+        async with session.post(server.base_url + "/tokenize", json={"content": "Hello"}) as r:
+            return r.status
+
+    assert run(with_server(SimConfig(tokenize=False), body)) == 404

@@ -165,11 +165,11 @@ def test_count_chat_matches_the_chat_endpoint(sim_tok):
 
 
 def test_exact_lengths_rejects_bad_values():
-    with pytest.raises(ConfigError, match="ExactLengths.prompts"):
+    with pytest.raises(ConfigError, match=r"ExactLengths\.prompts"):
         ExactLengths(prompts=-1)
-    with pytest.raises(ConfigError, match="ExactLengths.budget_s"):
+    with pytest.raises(ConfigError, match=r"ExactLengths\.budget_s"):
         ExactLengths(budget_s=0)
-    with pytest.raises(ConfigError, match="ExactLengths.aim"):
+    with pytest.raises(ConfigError, match=r"ExactLengths\.aim"):
         ExactLengths(aim=0.9)
 
 
