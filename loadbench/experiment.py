@@ -40,7 +40,7 @@ from loadbench.results.run import RunResult
 from loadbench.results.run_dir import RunWriter, write_json
 from loadbench.scenario import Scenario
 from loadbench.workloads.prompt import Prompt
-from loadbench.workloads.report import length_report
+from loadbench.workloads.report import length_report, lengths_outcome, lengths_plan
 
 _SNAPSHOT_S = 0.25
 
@@ -228,7 +228,7 @@ class Experiment:
         stream = _open_stream(scenario, target)
         observe = getattr(stream, "observe", None)
         facts = _RunFacts(dict(scenario.slo))
-        lengths = _lengths_plan(stream, scenario)
+        lengths = lengths_plan(stream, scenario.stop, users=_pool_size(scenario))
         if lengths is not None:
             run_info["lengths"] = lengths
             _note(observer, lengths["note"])
@@ -305,7 +305,7 @@ class Experiment:
 
         summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
         if lengths is not None:
-            lengths.update(_lengths_outcome(stream, summary["lengths"], facts))
+            lengths.update(lengths_outcome(stream, summary["lengths"], facts.indices))
             summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
             for warning in lengths.get("warnings", ()):
                 _note(observer, f"warning: {warning}")
@@ -430,7 +430,6 @@ def _token_counter(target: TargetInfo) -> Any:
 # measurements fitted.
 _EXACT_PROMPTS_MAX = 512
 _EXACT_PROMPTS_TIMED = 256
-_LENGTH_TOLERANCE = 0.05
 
 
 def _open_stream(scenario: Scenario, target: TargetInfo) -> Any:
@@ -442,64 +441,6 @@ def _open_stream(scenario: Scenario, target: TargetInfo) -> Any:
     planned = scenario.stop.requests
     prompts = min(planned, _EXACT_PROMPTS_MAX) if planned else _EXACT_PROMPTS_TIMED
     return scenario.workload.open(seed=scenario.seed, counter=counter, exact=ExactLengths(prompts=prompts))
-
-
-def _lengths_plan(stream: Any, scenario: Scenario) -> dict[str, Any] | None:
-    """How the run gets its input lengths right, for run.json and the terminal."""
-    describe = getattr(stream, "describe", None)
-    if not callable(describe) or not hasattr(stream, "lookahead"):
-        return None
-    info = describe()
-    out: dict[str, Any] = {"mode": info["mode"], "counter": info["counter"]}
-    stop = scenario.stop
-    if info["mode"] == "server":
-        exact = info["exact_first"]
-        out["exact_first"] = exact
-        out["note"] = (
-            f"lengths: {exact['prompts']} prompts measured against the server's tokenizer before the load "
-            f"({exact['elapsed_s']:.1f} s, {exact['tokenize_calls']} tokenize calls; worst input error "
-            f"{100 * exact['worst_error']:.1f}%)"
-        )
-        return out
-    from loadbench.workloads.base import SETTLE_WINDOW
-
-    # A few requests to learn, a window in a row to confirm, and those in flight meanwhile.
-    needed = 2 * SETTLE_WINDOW + max(1, _pool_size(scenario))
-    out["warmup_needed_requests"] = needed
-    out["warmup_requests"] = stop.warmup_requests
-    out["warmup_s"] = stop.warmup_s
-    if "exact_first" in info:
-        out["exact_first"] = info["exact_first"]
-    why = "the target serves no /tokenize" if info["counter"].get("kind") != "server" else info.get(
-        "exact_first", {}
-    ).get("reason", "the server's tokenizer was not used")
-    short = stop.warmup_requests < needed and not stop.warmup_s
-    out["note"] = (
-        f"lengths: {why}, so input lengths are learnt from the first requests' reported counts; "
-        f"they need a warm-up of at least ~{needed} requests (this run: "
-        + (f"{stop.warmup_s:g} s" if stop.warmup_s else f"{stop.warmup_requests} requests")
-        + ("; measured requests sized before lengths were learnt will be off target)" if short else ")")
-    )
-    return out
-
-
-def _lengths_outcome(stream: Any, report: dict[str, Any], facts: _RunFacts) -> dict[str, Any]:
-    """What calibration did during the run, and the warnings a user must see."""
-    out: dict[str, Any] = {"settled_after": stream.settled_after, "observed": stream.observed}
-    early = sum(1 for i in facts.indices if stream.built_before_settled(i))
-    out["measured_sized_before_learnt"] = early
-    warnings = []
-    side = report.get("input", {})
-    if side.get("n") and side["rel_error_p90"] > _LENGTH_TOLERANCE:
-        warnings.append(
-            f"measured requests' input tokens missed their targets by {100 * side['rel_error_p50']:.0f}% (p50), "
-            f"{100 * side['rel_error_p90']:.0f}% (p90), over the {100 * _LENGTH_TOLERANCE:.0f}% tolerance"
-            + (f"; {early} of them were sized before lengths were learnt: lengthen the warm-up" if early else "")
-        )
-    if stream.settled_after is None and stream.observed:
-        warnings.append(f"input lengths had not settled within 5% after {stream.observed} observed requests")
-    out["warnings"] = warnings
-    return out
 
 
 def _note(observer: Observer, text: str) -> None:

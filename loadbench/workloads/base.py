@@ -185,6 +185,7 @@ class PromptStream(Iterator[Prompt]):
                 if time.perf_counter() - started > plan.budget_s:
                     stopped = "budget"
                     break
+                c.last_exact = None
                 self._ready.append((self._compose(), c.last_exact is not None))
         finally:
             c.verify = None
