@@ -388,7 +388,7 @@ class Composer:
         if verify is None:
             return build()
         state = self._state()
-        best: tuple[float, float, Any, int] | None = None  # |miss|, offset, result, exact
+        tried: list[tuple[float, float, Any, int]] = []  # |miss|, offset, result, exact
         offset = 0.0
         for attempt in range(_ATTEMPTS):
             self.aim_offset = offset
@@ -396,38 +396,50 @@ class Composer:
                 result = build()
             finally:
                 self.aim_offset = 0.0
-            prompt, messages, counted = result[0] if isinstance(result[0], tuple) else result
+            prompt, _messages, counted = result[0] if isinstance(result[0], tuple) else result
             exact = verify(prompt.messages)
             target = prompt.target_input_tokens
             if exact is None or not target:
                 return result
             miss = exact - target
-            if best is None or abs(miss) < best[0]:
-                best = (abs(miss), offset, result, exact)
+            tried.append((abs(miss), offset, result, exact))
             if abs(miss) <= self.aim_error * target or attempt == _ATTEMPTS - 1:
                 break
-            # This prompt's own server tokens per counted token (the fixed overhead taken out).
-            o, m, scale = self.model.coefficients()
-            local = (exact - o - m * messages) / counted if counted > 0 else scale
-            offset -= miss * scale / max(local, 1e-3)
+            # Server tokens per counted token of this very prompt: the slope between two builds of
+            # it (secant), or on the first retry its overall ratio (the template's few tokens
+            # included); either is better than a model fitted on few prompts.
+            if len(tried) >= 2:
+                prev = tried[-2]
+                prev_counted = (prev[2][0] if isinstance(prev[2][0], tuple) else prev[2])[2]
+                slope = (exact - prev[3]) / (counted - prev_counted) if counted != prev_counted else 0.0
+            else:
+                slope = 0.0
+            if slope <= 0:
+                slope = exact / counted if counted > 0 else 1.0
+            slope = min(20.0, max(0.05, slope))
+            offset -= miss * self.model.coefficients()[2] / slope
             self._restore(state)
             self.builds += 1
-        assert best is not None
-        _, best_offset, result, exact = best
-        if best_offset != offset:  # a later build was worse: the best one again, from the same draws
+        best = min(tried, key=lambda t: t[0])
+        if best is not tried[-1]:  # a later build was worse: the best one again, from the same draws
             self._restore(state)
-            self.aim_offset = best_offset
+            self.aim_offset = best[1]
             try:
                 result = build()
             finally:
                 self.aim_offset = 0.0
             self.builds += 1
-        self.measured(result[0] if isinstance(result[0], tuple) else result, exact)
+        # Every build measured is an exact count of a real prompt: all of them teach the model.
+        for _, _, other, n in tried:
+            if other is not best[2]:
+                self.measured(other[0] if isinstance(other[0], tuple) else other, n, final=False)
+        self.measured(result[0] if isinstance(result[0], tuple) else result, best[3])
         return result
 
-    def measured(self, built: Built, exact: int | None = None) -> None:
+    def measured(self, built: Built, exact: int | None = None, *, final: bool = True) -> None:
         """Record the server's exact count of a built prompt (measuring it now when ``exact`` is
-        not given and ``verify`` is set): it trains the length model."""
+        not given and ``verify`` is set): it trains the length model; ``final`` marks the build
+        that is kept (its error is what ``measured_errors`` reports)."""
         prompt, messages, counted = built
         if exact is None:
             if self.verify is None:
@@ -435,8 +447,10 @@ class Composer:
             exact = self.verify(prompt.messages)
             if exact is None:
                 return
-        self.last_exact = exact
         self.model.observe(messages, counted, exact)
+        if not final:
+            return
+        self.last_exact = exact
         if prompt.target_input_tokens:
             self.measured_errors.append((exact - prompt.target_input_tokens) / prompt.target_input_tokens)
 

@@ -24,6 +24,7 @@ history.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -255,7 +256,9 @@ class MultiTurn:
     the next user turn, so inputs grow turn by turn as in a real chat. The history holds the
     data's answers, not the server's, so the stream stays deterministic whatever the timing.
     ``interleave`` conversations run side by side, taking prompts in turn, so consecutive turns of
-    one conversation are ``interleave`` requests apart."""
+    one conversation are ``interleave`` requests apart. A later prompt's input target is the
+    conversation's size, not a drawn length: the length model's prediction of it, or the server's
+    count where prompts are measured before the load."""
 
     turns: Distribution = Uniform(2, 6)
     interleave: int = 8
@@ -410,9 +413,14 @@ class Balanced(_Preset):
                 reference=None,
                 source=pool.source,
             )
-            built = (prompt, n, conv.counted)
-            c.measured(built)  # a later turn cannot be rebuilt, but its exact count still teaches
-            return built
+            if c.verify is not None:
+                # A later turn's input is the conversation so far, not a length drawn to aim at:
+                # its target is that conversation's size, so where the server counts it, its count.
+                exact = c.verify(prompt.messages)
+                if exact:
+                    prompt = dataclasses.replace(prompt, target_input_tokens=exact)
+                    c.measured((prompt, n, conv.counted), exact)
+            return prompt, n, conv.counted
 
         return compose
 
