@@ -460,9 +460,13 @@ class LengthModel:
 
     def _fit(self) -> None:
         self._dirty = False
-        n = self._n
-        if n == 0:
+        if self._n == 0:
             return
+        # A pseudo-observation at the origin (no messages, nothing counted, nothing reported) of
+        # weight 1/n: a prior of no overhead that fades as evidence comes. Without it the first
+        # observation's whole miss went into the overhead, and the next prompt of another size
+        # was off by that much; with it an estimate's ratio is learnt from the first record.
+        n = self._n + 1.0 / self._n
         mx = (self._sx[0] / n, self._sx[1] / n)
         my = self._sy / n
         # Centred sums of squares; the intercept then follows from the means.
