@@ -322,3 +322,32 @@ def test_reasoning_tokens_come_from_the_server_else_from_reasoning_chunks() -> N
     rec.rotate()
     assert counted.reasoning_tokens_used == 4 and reported.reasoning_tokens_used == 7
     assert build_summary(rec, scheduled=2)["tokens"]["reasoning_total"] == 11
+
+
+def test_rotation_makes_no_histograms_so_memory_is_flat_in_run_length() -> None:
+    """Each HdrHistogram and its encoder reference each other: a set made per interval and dropped
+    is garbage only the cyclic collector frees, which the run holds off (see experiment._calm_gc)."""
+    import gc
+
+    from hdrh.histogram import HdrHistogram
+
+    def histograms() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, HdrHistogram))
+
+    rec = Recorder()
+    records = synthetic(8, n=40)
+    gc.collect()
+    gc.disable()
+    try:
+        rec.add(records[0])
+        rec.rotate()
+        before = histograms()
+        for r in records[1:]:
+            rec.add(r)
+            _, _, hists = rec.rotate()
+            assert sum(h.total_count for h in hists.values()) > 0
+        after = histograms()
+    finally:
+        gc.enable()
+    assert after == before
+    assert rec.totals["e2e_us"].total_count == 40
