@@ -105,15 +105,18 @@ class Recorder:
         if r.phase != "measured":
             return
         h = self._interval
+        # The measured window spans every measured request, whatever its outcome: were failures
+        # left out, a run whose server stopped answering would report its throughput over the
+        # time it still answered (inflated), or a single success over its own latency.
+        if not self.window_first_intended_ns or r.intended_ns < self.window_first_intended_ns:
+            self.window_first_intended_ns = r.intended_ns
+        if r.end_ns > self.window_last_end_ns:
+            self.window_last_end_ns = r.end_ns
         if r.sent_ns:
             record(h["dispatch_lag_us"], (r.sent_ns - r.intended_ns) // 1000)
         if status != "ok":
             return
         self.measured_ok += 1
-        if not self.window_first_intended_ns or r.intended_ns < self.window_first_intended_ns:
-            self.window_first_intended_ns = r.intended_ns
-        if r.end_ns > self.window_last_end_ns:
-            self.window_last_end_ns = r.end_ns
         self.measured_output_tokens += n_out
         if r.output_tokens is not None:
             self.measured_output_reported += 1
