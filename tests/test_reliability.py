@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from terminal import Terminal
-from test_cli import ROOT
+from test_cli import ROOT, run_cli, small
 
 PYTHON = [sys.executable, "-m", "loadbench"]
 
@@ -35,3 +36,26 @@ def test_ctrl_c_at_a_terminal_drains_in_flight_requests(tmp_path: Path) -> None:
     assert req["completed"] == req["scheduled"]
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted"
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small finished run on the simulator, shared by the tests that only read it."""
+    tmp = tmp_path_factory.mktemp("a_run")
+    out = tmp / "run"
+    proc = run_cli(str(small(tmp, requests=30)), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_verify_fails_when_no_request_joins(a_run: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "other_trace.jsonl"
+    foreign.write_text(json.dumps({"id": "another-run-1", "outcome": "ok", "received_ns": 1, "last_ns": 2}) + "\n")
+    proc = run_cli("verify", str(a_run), "--trace", str(foreign), "--max-p99-ms", "0.001")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no request joined" in proc.stderr and "30 client records" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # The run's own trace joins.
+    proc = run_cli("verify", str(a_run))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("30 requests joined")
