@@ -52,6 +52,7 @@ class ErrorCategory(StrEnum):
     STREAM_RESET = "stream_reset"  # connection dropped mid-stream
     TRUNCATED = "truncated"  # stream ended cleanly but without its final record
     MALFORMED = "malformed"  # a chunk that is not valid for the dialect
+    WRONG_CONTENT_TYPE = "wrong_content_type"  # a 2xx answer that is not a stream: an HTML page, a JSON body
     CLIENT = "client"  # a bug on our side; reported with its exception type, never hidden
 
     @classmethod

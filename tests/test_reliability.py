@@ -59,3 +59,61 @@ def test_verify_fails_when_no_request_joins(a_run: Path, tmp_path: Path) -> None
     proc = run_cli("verify", str(a_run))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("30 requests joined")
+
+
+class _HtmlPortal:
+    """A loopback server that lists a model, then answers every completion with an HTML page and
+    HTTP 200 (a proxy's sign-in page): what the simulator cannot be made to do."""
+
+    PAGE = b"<!doctype html><html><head><title>Sign in - Corp Proxy</title></head><body>...</body></html>"
+
+    def __enter__(self) -> str:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        page = self.PAGE
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, body: bytes, content_type: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._send(json.dumps({"object": "list", "data": [{"id": "m"}]}).encode(), "application/json")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._send(page, "text/html; charset=utf-8")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_an_html_page_with_200_is_a_wrong_content_type_with_its_status_recorded(tmp_path: Path) -> None:
+    from loadbench import Concurrency, Decode, Experiment, Fixed, Remote, Stop
+
+    with _HtmlPortal() as url:
+        result = Experiment(
+            workload=Decode(input_tokens=Fixed(8), output_tokens=Fixed(4)),
+            deployment=Remote.compatible(url, "m"),
+            load=Concurrency(2),
+            stop=Stop(requests=4),
+            energy=False,
+            out_dir=str(tmp_path / "run"),
+        ).run()
+    assert result.summary["requests"]["errors"] == {"wrong_content_type": 4}
+    for line in result.records():
+        assert line["status"] == "failed" and line["error"] == "wrong_content_type"
+        assert line["http_status"] == 200 and line["content_type"] == "text/html"
+        assert line["error_detail"] == "expected text/event-stream, got text/html (HTTP 200): Sign in - Corp Proxy"

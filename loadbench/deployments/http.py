@@ -402,6 +402,35 @@ def status_failure(status: int, body: bytes, headers: Mapping[str, str], secret:
     )
 
 
+# Media types that are a document, never a stream: a proxy's or a login portal's page answering
+# with 200. Anything else (a missing header reads as application/octet-stream, text/plain) is
+# parsed, and the parser judges the bytes.
+_DOCUMENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/xml", "application/xml"})
+_EXPECTED_TYPE = {"sse": "text/event-stream", "ndjson": "application/x-ndjson"}
+
+
+def stream_content_type(content_type: str, framing: Framing) -> bool:
+    """False when a 2xx response's media type says it is not a ``framing`` stream: a document
+    (HTML, XML), or a plain JSON body where an event stream was asked for."""
+    if content_type in _DOCUMENT_TYPES:
+        return False
+    return not (framing == "sse" and content_type == "application/json")
+
+
+def wrong_content_type(
+    status: int, content_type: str, framing: Framing, body: bytes, secret: str | None
+) -> RequestFailed:
+    """The ``RequestFailed`` for a 2xx answer that is not a stream, quoting the start of its body
+    (an HTML page's title, a JSON error's message)."""
+    text = body.decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    excerpt = " ".join((title.group(1) if title else error_message(body)).split())
+    detail = f"expected {_EXPECTED_TYPE[framing]}, got {content_type} (HTTP {status})"
+    if excerpt:
+        detail += f": {redact(excerpt, secret)}"
+    return RequestFailed(ErrorCategory.WRONG_CONTENT_TYPE, detail[:DETAIL_LIMIT_CHARS], http_status=status)
+
+
 async def read_limited(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
     """The body up to ``limit_bytes`` (``StreamReader.read(n)`` alone may return one chunk)."""
     parts: list[bytes] = []
@@ -726,18 +755,16 @@ class HttpSender:
             async with asyncio.timeout_at(first_at) as deadline:
                 async with await self._post(_SentStampPayload(body, record), headers) as resp:
                     record.http_status = resp.status
+                    record.content_type = resp.content_type
                     if resp.status >= 300:
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
                         record.end_ns = perf_counter_ns()
                         raise status_failure(resp.status, raw, resp.headers, self.secret)
                     responded = True
-                    if sse and resp.content_type == "application/json":
+                    if not stream_content_type(resp.content_type, self.wire.framing):
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
                         record.end_ns = perf_counter_ns()
-                        raise RequestFailed(
-                            ErrorCategory.MALFORMED,
-                            f"expected an event stream, got application/json: {error_message(raw)}",
-                        )
+                        raise wrong_content_type(resp.status, resp.content_type, self.wire.framing, raw, self.secret)
                     content = resp.content
                     protocol = resp.connection.protocol if resp.connection is not None else None
                     if isinstance(protocol, _StampingHandler) and self._push:

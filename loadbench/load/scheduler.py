@@ -279,7 +279,8 @@ class Scheduler:
             record.status = "failed"
             record.error = exc.category.value
             record.error_detail = exc.detail or None
-            record.http_status = exc.http_status
+            if exc.http_status is not None:  # else keep what the client saw (a 200 that went wrong)
+                record.http_status = exc.http_status
         except asyncio.CancelledError:
             record.status = "cancelled"
             raise
