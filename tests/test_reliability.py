@@ -117,3 +117,94 @@ def test_an_html_page_with_200_is_a_wrong_content_type_with_its_status_recorded(
         assert line["status"] == "failed" and line["error"] == "wrong_content_type"
         assert line["http_status"] == 200 and line["content_type"] == "text/html"
         assert line["error_detail"] == "expected text/event-stream, got text/html (HTTP 200): Sign in - Corp Proxy"
+
+
+# -- the run directory --------------------------------------------------------------------------
+
+
+def test_an_existing_run_is_never_overwritten_without_force(a_run: Path, tmp_path: Path) -> None:
+    before = (a_run / "requests.jsonl").read_bytes()
+    proc = run_cli(str(small(tmp_path, requests=8)), "--out", str(a_run))
+    assert proc.returncode == 2
+    assert "not empty" in proc.stderr and "--force" in proc.stderr and "Traceback" not in proc.stderr
+    assert "results in" not in proc.stdout  # refused before anything started
+    assert (a_run / "requests.jsonl").read_bytes() == before
+    # --force replaces every run file, the simulator's trace included, and keeps other files.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("run.json", "requests.jsonl", "summary.json", "sim_trace.jsonl"):
+        (copy / name).write_bytes((a_run / name).read_bytes())
+    (copy / "my_notes.txt").write_text("keep me")
+    proc = run_cli(str(small(tmp_path, requests=8)), "--out", str(copy), "--force", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert len((copy / "requests.jsonl").read_text().splitlines()) == 8
+    assert len((copy / "sim_trace.jsonl").read_text().splitlines()) == 8
+    assert (copy / "my_notes.txt").read_text() == "keep me"
+    assert run_cli("verify", str(copy)).stdout.startswith("8 requests joined")
+
+
+def test_every_bad_out_path_is_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    scenario = str(small(tmp_path, requests=8))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "summary.json").write_text("mine")
+    cases = {
+        "": "out_dir must name a directory, got ''",
+        str(a_file): "exists and is not a directory",
+        str(a_file / "under"): "cannot create it",
+        "/proc/loadbench-x": "cannot create it",
+    }
+    for out, message in cases.items():
+        proc = run_cli(scenario, "--out", out, cwd=cwd)
+        assert proc.returncode == 2, (out, proc.stderr)
+        assert message in proc.stderr, (out, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert "results in" not in proc.stdout, out
+    assert (cwd / "summary.json").read_text() == "mine"
+    assert sorted(p.name for p in cwd.iterdir()) == ["summary.json"]
+
+
+def test_a_target_that_fails_its_checks_leaves_no_directory(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "never"
+    proc = run_cli(str(small(tmp_path, requests=8)), "--target", f"http://127.0.0.1:{port}", "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert not out.exists()
+
+
+def test_report_on_a_file_is_one_line(tmp_path: Path) -> None:
+    a_file = tmp_path / "x.txt"
+    a_file.write_text("x")
+    proc = run_cli("report", str(a_file))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "not a run directory" in proc.stderr
+
+
+def test_report_rebuilds_a_missing_summary_from_the_records(a_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "killed"
+    run.mkdir()
+    for name in ("run.json", "requests.jsonl"):
+        (run / name).write_bytes((a_run / name).read_bytes())
+    # The process was killed mid-write: the last line is cut short.
+    with open(run / "requests.jsonl", "ab") as f:
+        f.write(b'{"index": 99, "request_id": "x-')
+    proc = run_cli("report", str(run))
+    assert proc.returncode == 0, proc.stderr
+    assert "rebuilt it from requests.jsonl (30 records)" in proc.stderr
+    rebuilt = json.loads((run / "summary.json").read_text())
+    original = json.loads((a_run / "summary.json").read_text())
+    assert rebuilt["rebuilt"]["unreadable_lines"] == 1
+    assert rebuilt["requests"] == original["requests"]
+    assert rebuilt["window"]["duration_s"] == pytest.approx(original["window"]["duration_s"])
+    assert rebuilt["throughput"]["requests_per_s"] == pytest.approx(original["throughput"]["requests_per_s"])
+    for key, m in original["metrics"].items():
+        assert rebuilt["metrics"][key]["count"] == m["count"], key
+        if m["count"] and key != "itl_ms":  # chunk offsets are whole microseconds
+            assert rebuilt["metrics"][key]["p99"] == pytest.approx(m["p99"], rel=2e-3), key
+    assert rebuilt["metrics"]["itl_ms"]["p50"] == pytest.approx(original["metrics"]["itl_ms"]["p50"], abs=0.002)
+    assert "30 completed" in proc.stdout.replace("scheduled, ", "scheduled,") or "30 scheduled" in proc.stdout

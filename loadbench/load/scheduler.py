@@ -56,7 +56,10 @@ class RunTiming:
     start_ns: int
     scheduling_stopped_ns: int
     end_ns: int
-    stopped_by: str  # "duration" | "requests" | "plan" | "signal"
+    stopped_by: str  # "duration" | "requests" | "plan" | "signal" | another stop reason
+    # A signal asked the run to stop at some point, scheduling or draining: the run's figures
+    # cover less than its stop rule asked for.
+    interrupted: bool = False
 
 
 class Scheduler:
@@ -87,6 +90,8 @@ class Scheduler:
         self._stop_event = asyncio.Event()
         self._stopped_by: str | None = None
         self._stop_requests = 0
+        self.interrupted = False
+        self.finished = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.scheduled = 0
         self.in_flight = 0
@@ -94,11 +99,17 @@ class Scheduler:
 
     # -- control -------------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
-        """Stop scheduling now (first call: drain in-flight requests; second: cancel them)."""
+    def request_stop(self, reason: str = "signal") -> None:
+        """Stop scheduling now (first call: drain in-flight requests; second: cancel them).
+
+        ``reason`` becomes ``stopped_by`` unless the stop rule had already ended scheduling;
+        ``"signal"`` also marks the run ``interrupted``, whenever it comes.
+        """
         self._stop_requests += 1
+        if reason == "signal":
+            self.interrupted = True
         if self._stopped_by is None:
-            self._stopped_by = "signal"
+            self._stopped_by = reason
         self._stop_event.set()
         if self._stop_requests > 1:
             for task in list(self._tasks):
@@ -126,7 +137,10 @@ class Scheduler:
         scheduling_stopped_ns = _now()
         self._stop_event.set()
         await self._drain()
-        return RunTiming(self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan")
+        self.finished = True
+        return RunTiming(
+            self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan", interrupted=self.interrupted
+        )
 
     def _prefetch(self) -> None:
         want = self._stop.requests if self._stop.requests is not None else _PROMPT_BUFFER

@@ -115,6 +115,11 @@ class SimProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has exited (negative: the signal that ended it)."""
+        return self._proc.poll() if self._proc is not None else None
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def __enter__(self) -> SimProcess:
