@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -208,3 +212,151 @@ def test_report_rebuilds_a_missing_summary_from_the_records(a_run: Path, tmp_pat
             assert rebuilt["metrics"][key]["p99"] == pytest.approx(m["p99"], rel=2e-3), key
     assert rebuilt["metrics"]["itl_ms"]["p50"] == pytest.approx(original["metrics"]["itl_ms"]["p50"], abs=0.002)
     assert "30 completed" in proc.stdout.replace("scheduled, ", "scheduled,") or "30 scheduled" in proc.stdout
+
+
+# -- interrupts ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_during_the_drain_is_an_interrupt_and_a_second_cancels_with_one_clear_message(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    term = Terminal([*PYTHON, "scenarios/decode_burst.py", "--duration", "1", "--out", str(out)],
+                    cwd=str(ROOT), env=_env())
+    term.wait_for("remaining   0.0 s")  # scheduling is over; the wave's answers take ~5 s
+    term.type(b"\x03")
+    term.wait_for("scheduling had already stopped")
+    term.type(b"\x03")
+    code = term.wait()
+    assert code == 130, term.output
+    lines = re.findall(r"loadbench: SIGINT[^\r\n]*", term.output)  # the live line shares the terminal
+    assert lines == [
+        "loadbench: SIGINT: scheduling had already stopped; draining in-flight requests (again to cancel them)",
+        "loadbench: SIGINT again: cancelling in-flight requests",
+    ], term.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["stopped_by"] == "duration"
+    req = json.loads((out / "summary.json").read_text())["requests"]
+    assert req["cancelled"] > 0 and req["failed"] == 0
+    assert req["scheduled"] == req["completed"] + req["cancelled"] == 32
+
+
+def test_ctrl_c_during_the_drain_alone_still_drains_and_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    term = Terminal([*PYTHON, "scenarios/decode_burst.py", "--duration", "1", "--out", str(out)],
+                    cwd=str(ROOT), env=_env())
+    term.wait_for("remaining   0.0 s")
+    term.type(b"\x03")
+    assert term.wait() == 130, term.output
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    req = json.loads((out / "summary.json").read_text())["requests"]
+    assert req["completed"] == req["scheduled"] == 32
+
+
+# -- a dying simulator, a killed harness, a full disk -------------------------------------------
+
+
+STEADY = """
+from loadbench import Constant, Decode, Fixed, Remote, Scenario, SimConfig, Stop
+scenario = Scenario(
+    workload=Decode(input_tokens=Fixed(32), output_tokens=Fixed({tokens})),
+    deployment=Remote.compatible(base_url="http://127.0.0.1:8000"),
+    load=Constant(rate_per_s={rate}),
+    stop=Stop(duration_s={duration}),
+    target="sim",
+    sim=SimConfig(profile="instant"),
+    energy={energy},
+    hlog_interval_s=0.5,
+)
+"""
+
+
+def _steady(tmp_path: Path, *, duration: float, rate: float = 20, tokens: int = 16, energy: str = "False") -> str:
+    path = tmp_path / "steady.py"
+    path.write_text(STEADY.format(duration=duration, rate=rate, tokens=tokens, energy=energy))
+    return str(path)
+
+
+def _popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*PYTHON, *args], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _wait_for_lines(path: Path, n: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() or len(path.read_bytes().splitlines()) < n:
+        assert time.monotonic() < deadline, f"{path} never reached {n} lines"
+        time.sleep(0.05)
+
+
+def test_a_dead_embedded_simulator_stops_the_run_with_a_clear_error(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _popen(_steady(tmp_path, duration=30), "--out", str(out), "--quiet")
+    _wait_for_lines(out / "requests.jsonl", 20)
+    (sim_pid,) = _children(proc.pid)
+    os.kill(sim_pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 5  # it did not run on blind for the other 25 s
+    assert proc.returncode == 2, stderr
+    assert "the embedded simulator exited mid-run (killed by signal 9): stopping" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("loadbench: the embedded simulator exited mid-run")
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "failed" and run["stopped_by"] == "target_died"
+    req = json.loads((out / "summary.json").read_text())["requests"]
+    assert req["completed"] >= 20
+    assert req["failed"] + req["cancelled"] <= 5  # not a stream of connect failures
+
+
+def test_a_killed_harness_leaves_the_trace_energy_and_records_in_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _popen(_steady(tmp_path, duration=30, energy="None"), "--out", str(out), "--quiet")
+    _wait_for_lines(out / "requests.jsonl", 30)
+    time.sleep(1.5)  # past the energy CSV's one-second batches
+    proc.kill()
+    proc.communicate(timeout=30)
+    records = (out / "requests.jsonl").read_bytes().splitlines()
+    assert len(records) >= 30 and not (out / "summary.json").exists()
+    trace = [json.loads(line) for line in (out / "sim_trace.jsonl").read_bytes().splitlines()]
+    assert len(trace) >= 30  # written by the simulator as it went, inside the run directory
+    energy = (out / "energy.csv").read_text().splitlines()
+    assert energy[0].startswith("t_ns,t_s,source") and len(energy) > 5
+    rebuilt = run_cli("report", str(out))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["requests"]["completed"] == len(records)
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def test_a_full_disk_stops_the_run_at_once_keeps_whole_lines_and_writes_the_summary(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk, "768k"):
+        pytest.skip("needs root to mount a small tmpfs (the writer's unit test fakes the full disk instead)")
+    try:
+        out = disk / "run"
+        proc = run_cli(_steady(tmp_path, duration=60, rate=200, tokens=200), "--out", str(out))
+        assert proc.returncode == 2, proc.stderr
+        assert "loadbench: cannot write requests.jsonl: No space left on device: stopping the run" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        run = json.loads((out / "run.json").read_text())
+        assert run["status"] == "failed" and run["stopped_by"] == "write_failed"
+        assert "No space left on device" in run["error"]
+        summary = json.loads((out / "summary.json").read_text())
+        req = summary["requests"]
+        data = (out / "requests.jsonl").read_bytes()
+        assert data.endswith(b"\n")
+        lines = [json.loads(line) for line in data.splitlines()]  # every line whole
+        assert req["scheduled"] < 60 * 200  # stopped, not run on blind
+        assert len(lines) + req["unwritten_records"] == req["scheduled"]
+        assert req["completed"] == req["scheduled"] and req["failed"] == 0
+        assert "decode_burst" not in proc.stdout and "completed" in proc.stdout  # the summary was printed
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
