@@ -1,7 +1,7 @@
 """The command line: the only module that parses argv, prints and exits.
 
     python -m loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N]
-                                    [--out DIR] [--seed N] [--quiet] [--json]
+                                    [--out DIR [--force]] [--seed N] [--quiet] [--json]
     python -m loadbench sim [--port N] [knobs]        run the embedded simulator by hand
     python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
     python -m loadbench report RUN_DIR                print a finished run's summary
@@ -35,9 +35,10 @@ Other commands:
   loadbench report RUN_DIR               print the summary of a finished run
   loadbench engine build|path|serve      build, locate or serve llama.cpp's llama-server
 
-Results go to results/<scenario>-<UTC time>/ (or --out): run.json, requests.jsonl,
-metrics.hlog, summary.json, energy.csv. Exit codes: 0 done, 2 bad input or target,
-130 interrupted (results are still written).
+Results go to results/<scenario>-<UTC time>/ (or --out, which must be new or empty unless
+--force): run.json, requests.jsonl, metrics.hlog, summary.json, energy.csv. Exit codes: 0 done,
+2 bad input or target, or a run stopped early (its simulator died, its disk filled), 130
+interrupted (results are still written either way).
 """
 
 
@@ -121,7 +122,11 @@ def _run(argv: list[str]) -> int:
     except RunAborted as exc:  # stopped early: still show what was measured, then say why
         if live is not None:
             live.close()
-        if exc.result is not None and not ns.quiet:
+        if exc.result is not None and ns.json:
+            import orjson
+
+            sys.stdout.write(orjson.dumps(exc.result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif exc.result is not None and not ns.quiet:
             out.print(summary_renderable(exc.result.summary))  # type: ignore[attr-defined]
         raise
     finally:
