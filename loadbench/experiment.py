@@ -196,7 +196,7 @@ class Experiment:
 
             config = scenario.sim or SimConfig()
             if config.trace and config.trace_path is None:
-                config = config.with_(trace_path=str(out_dir / SIM_TRACE))
+                config = config.with_(trace_path=str((out_dir / SIM_TRACE).absolute()))
             sim = stack.enter_context(SimProcess(config))
             return TargetInfo("sim", sim.base_url, deployment.dialect, deployment.model_name), sim
         if scenario.target is not None:
@@ -365,7 +365,8 @@ class Experiment:
                 run_info["status"] = "failed"
                 run_info["error"] = aborted[0]
             else:
-                run_info["status"] = "interrupted" if timing and timing.interrupted else "finished"
+                # A signal while the results were being written counts too: the user asked to stop.
+                run_info["status"] = "interrupted" if scheduler.interrupted else "finished"
             run_info["stopped_by"] = timing.stopped_by if timing else "error"
             run_info["finished_at"] = datetime.now(UTC).isoformat()
             try:
@@ -487,7 +488,8 @@ def _write_sim_trace(sim: Any, out_dir: Path) -> None:
 
     from loadbench.results.verify import SIM_TRACE
 
-    if sim.trace_path is None or Path(sim.trace_path) == out_dir / SIM_TRACE or not (out_dir / "run.json").exists():
+    own = (out_dir / SIM_TRACE).absolute()
+    if sim.trace_path is None or Path(sim.trace_path).absolute() == own or not (out_dir / "run.json").exists():
         return
     rows = sim.read_trace()
     if rows:
