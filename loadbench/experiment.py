@@ -148,7 +148,12 @@ class Experiment:
         self.scenario = scenario if scenario is not None else Scenario(**fields)
 
     def run(self, *, observer: Observer | None = None) -> RunResult:
-        """Run to the stop rule (or Ctrl-C / SIGTERM) and return the results; uses uvloop if present."""
+        """Run to the stop rule (or Ctrl-C / SIGTERM) and return the results; uses uvloop if present.
+
+        Raises ``ConfigError`` for an unusable run directory before anything starts, and
+        ``RunAborted`` (its ``result`` holds what was measured, all of it written) when the run had
+        to stop early: its embedded simulator died, or its results could not be written.
+        """
         loop_factory = None
         try:
             import uvloop
