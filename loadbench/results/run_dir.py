@@ -14,8 +14,8 @@ writer thread, one batch at a time, so file I/O never sits on the hot path.
 
 A directory is prepared (``prepare_run_dir``) before anything starts, so every path problem is
 one ``ConfigError`` up front. It holds a small reserve file until the run ends: if the disk
-fills mid-run, the streaming files are cut back to their last whole line, the reserve is released
-and the summary still has room.
+fills mid-run, the streaming files are cut back to their last whole line, and the reserve,
+released just before the summary is written, leaves it room.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _make_reserve(path: Path) -> None:
 
 
 def release_reserve(path: Path) -> None:
-    """Remove the reserve file (idempotent): on a write failure, and when the run is over."""
+    """Remove the reserve file (idempotent): just before the summary is written, and when the run is over."""
     with contextlib.suppress(OSError):
         (path / RESERVE).unlink()
 
@@ -275,10 +275,10 @@ class RunWriter:
             self.failure = WriteFailure(file, exc)
         self.records_unwritten += len(self._pending)
         self._pending = []
-        if first:
-            release_reserve(self.path)  # room for the summary
-            if self._on_failure is not None:
-                self._on_failure(self.failure)  # type: ignore[arg-type]
+        # The reserve stays until the summary is written (the caller releases it then): freed
+        # now, the simulator's trace, in the same directory, could fill it during the drain.
+        if first and self._on_failure is not None:
+            self._on_failure(self.failure)  # type: ignore[arg-type]
 
     async def _flush_records(self) -> None:
         if not self._pending or self.failure is not None:
