@@ -1,7 +1,7 @@
 """The command line: the only module that parses argv, prints and exits.
 
     python -m loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N]
-                                    [--out DIR] [--seed N] [--quiet] [--json]
+                                    [--out DIR [--force]] [--seed N] [--quiet] [--json]
     python -m loadbench sim [--port N] [knobs]        run the embedded simulator by hand
     python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
     python -m loadbench report RUN_DIR                print a finished run's summary
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from loadbench.errors import LoadbenchError
+from loadbench.errors import LoadbenchError, RunAborted
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -35,9 +35,10 @@ Other commands:
   loadbench report RUN_DIR               print the summary of a finished run
   loadbench engine build|path|serve      build, locate or serve llama.cpp's llama-server
 
-Results go to results/<scenario>-<UTC time>/ (or --out): run.json, requests.jsonl,
-metrics.hlog, summary.json, energy.csv. Exit codes: 0 done, 2 bad input or target,
-130 interrupted (results are still written).
+Results go to results/<scenario>-<UTC time>/ (or --out, which must be new or empty unless
+--force): run.json, requests.jsonl, metrics.hlog, summary.json, energy.csv. Exit codes: 0 done,
+2 bad input or target, or a run stopped early (its simulator died, its disk filled), 130
+interrupted (results are still written either way).
 """
 
 
@@ -54,7 +55,11 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, metavar="S", help="stop scheduling after S seconds")
     p.add_argument("--requests", type=int, metavar="N", help="stop after N requests")
-    p.add_argument("--out", metavar="DIR", help="the run directory (default results/<scenario>-<UTC time>)")
+    p.add_argument(
+        "--out", metavar="DIR",
+        help="the run directory (default results/<scenario>-<UTC time>); refused if it holds anything",
+    )
+    p.add_argument("--force", action="store_true", help="reuse a non-empty --out, replacing the run files in it")
     p.add_argument("--seed", type=int, metavar="N", help="seed for prompts and arrival times")
     p.add_argument("--quiet", action="store_true", help="no live progress and no summary table")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout (progress goes to stderr)")
@@ -105,7 +110,8 @@ def _run(argv: list[str]) -> int:
     from loadbench.results.report import summary_renderable
     from loadbench.scenario import load_scenario
     scenario = load_scenario(ns.scenario).with_overrides(
-        target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed
+        target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed,
+        overwrite=ns.force or None,
     )
     out = _console(stderr=ns.json)
     err = _console(stderr=True)
@@ -113,6 +119,16 @@ def _run(argv: list[str]) -> int:
     observer = _Observer(out, live, quiet=ns.quiet)
     try:
         result = Experiment(scenario).run(observer=observer)
+    except RunAborted as exc:  # stopped early: still show what was measured, then say why
+        if live is not None:
+            live.close()
+        if exc.result is not None and ns.json:
+            import orjson
+
+            sys.stdout.write(orjson.dumps(exc.result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif exc.result is not None and not ns.quiet:
+            out.print(summary_renderable(exc.result.summary))  # type: ignore[attr-defined]
+        raise
     finally:
         if live is not None:
             live.close()
@@ -165,7 +181,7 @@ class _Observer:
         print(f"loadbench: {text}", file=sys.stderr)
 
     def stopping(self, reason: str) -> None:
-        print(f"loadbench: {reason}: stopping, draining in-flight requests (again to cancel them)", file=sys.stderr)
+        print(f"loadbench: {reason}", file=sys.stderr)
 
 
 class _LiveProgress:
@@ -220,13 +236,21 @@ class _LiveProgress:
 
 def _report(argv: list[str]) -> int:
 
+    from loadbench.results.rebuild import load_or_rebuild
     from loadbench.results.report import summary_renderable
-    from loadbench.results.run import RunResult
 
-    p = argparse.ArgumentParser(prog="python -m loadbench report", description="Print a finished run's summary.")
+    p = argparse.ArgumentParser(
+        prog="python -m loadbench report",
+        description="Print a finished run's summary (rebuilt from requests.jsonl if summary.json is missing).",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
     ns = p.parse_args(argv)
-    _console().print(summary_renderable(RunResult.load(ns.run_dir).summary))  # type: ignore[attr-defined]
+    result, rebuilt = load_or_rebuild(ns.run_dir)
+    if rebuilt:
+        n = result.summary["rebuilt"]["records"]
+        print(f"loadbench: {ns.run_dir}: no summary.json; rebuilt it from requests.jsonl ({n} records)",
+              file=sys.stderr)
+    _console().print(summary_renderable(result.summary))  # type: ignore[attr-defined]
     return 0
 
 

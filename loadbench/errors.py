@@ -34,6 +34,16 @@ class TargetError(LoadbenchError):
     """The target cannot serve the run: unreachable, wrong dialect, missing model, bad credentials."""
 
 
+class RunAborted(LoadbenchError):
+    """The run stopped early because it could not go on (its embedded simulator died, its results
+    could not be written). Everything measured is summarised and kept; ``result`` is the run's
+    ``RunResult`` (``None`` if not even the summary could be made)."""
+
+    def __init__(self, message: str, result: object | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class ErrorCategory(StrEnum):
     """Why a request failed. Each fault has exactly one category, so counts never double up."""
 
@@ -52,6 +62,7 @@ class ErrorCategory(StrEnum):
     STREAM_RESET = "stream_reset"  # connection dropped mid-stream
     TRUNCATED = "truncated"  # stream ended cleanly but without its final record
     MALFORMED = "malformed"  # a chunk that is not valid for the dialect
+    WRONG_CONTENT_TYPE = "wrong_content_type"  # a 2xx answer that is not a stream: an HTML page, a JSON body
     CLIENT = "client"  # a bug on our side; reported with its exception type, never hidden
 
     @classmethod

@@ -3,11 +3,13 @@
 ``Experiment(workload=Prefill(), deployment=Local("llama3.2"), reasoning=False, quant=Q3B()).run()``
 is the seed's API; every ``Scenario`` field may be given, or a ``Scenario`` passed whole.
 
-The order of a run: resolve the target (start the embedded simulator when asked), measure the idle
-power baseline, open the deployment's client (which fails fast on a missing key, a wrong URL or a
-missing model), then run the scheduler while the recorder counts and the run writer flushes. On
-the way out, whatever happened (a stop rule, Ctrl-C, SIGTERM), the records, the interval log and
-the summary are written.
+The order of a run: prepare the run directory (every path problem is an error before anything
+starts), resolve the target (start the embedded simulator when asked, its trace going into the run
+directory), measure the idle power baseline, open the deployment's client (which fails fast on a
+missing key, a wrong URL or a missing model), then run the scheduler while the recorder counts and
+the run writer flushes. On the way out, whatever happened (a stop rule, Ctrl-C, SIGTERM, the
+simulator dying, a full disk), the records, the interval log and the summary are written; a run
+that never started leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,18 +34,27 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
+from loadbench.errors import RunAborted
 from loadbench.load.plans import Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import Recorder, Snapshot
 from loadbench.metrics.summary import build_summary
 from loadbench.results.run import RunResult
-from loadbench.results.run_dir import RunWriter, write_json
+from loadbench.results.run_dir import (
+    RunWriter,
+    WriteFailure,
+    discard_run_dir,
+    prepare_run_dir,
+    release_reserve,
+    write_json,
+)
 from loadbench.scenario import Scenario
 from loadbench.workloads.prompt import Prompt
 from loadbench.workloads.report import length_report, lengths_outcome, lengths_plan
 
 _SNAPSHOT_S = 0.25
+_SIM_POLL_S = 0.2  # how soon a dead embedded simulator is noticed
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +89,10 @@ class Observer(Protocol):
 
     def progress(self, progress: Progress) -> None: ...
 
-    def stopping(self, reason: str) -> None: ...
+    def stopping(self, reason: str) -> None:
+        """The run is stopping early, or changing how it stops: ``reason`` is one sentence saying
+        what happened and what the run does now (fit to print as it is)."""
+        ...
 
 
 class _Silent:
@@ -133,7 +148,12 @@ class Experiment:
         self.scenario = scenario if scenario is not None else Scenario(**fields)
 
     def run(self, *, observer: Observer | None = None) -> RunResult:
-        """Run to the stop rule (or Ctrl-C / SIGTERM) and return the results; uses uvloop if present."""
+        """Run to the stop rule (or Ctrl-C / SIGTERM) and return the results; uses uvloop if present.
+
+        Raises ``ConfigError`` for an unusable run directory before anything starts, and
+        ``RunAborted`` (its ``result`` holds what was measured, all of it written) when the run had
+        to stop early: its embedded simulator died, or its results could not be written.
+        """
         loop_factory = None
         try:
             import uvloop
@@ -147,27 +167,42 @@ class Experiment:
     async def run_async(self, *, observer: Observer | None = None) -> RunResult:
         scenario = self.scenario
         observer = observer or _Silent()
+        out_dir = self._out_dir(scenario)
+        created = prepare_run_dir(out_dir, overwrite=scenario.overwrite)
         sim = None
-        with contextlib.ExitStack() as stack:
-            target, sim = self._resolve_target(scenario, stack)
-            out_dir = self._out_dir(scenario)
-            observer.target_ready(target, out_dir)
-            meter = self._energy_meter(scenario, stack)
-            result = await self._run(scenario, target, out_dir, meter, observer)
-        if sim is not None:  # closed now, so its ground truth is complete
-            _write_sim_trace(sim, out_dir)
+        try:
+            with contextlib.ExitStack() as stack:
+                target, sim = self._resolve_target(scenario, stack, out_dir)
+                observer.target_ready(target, out_dir)
+                meter = self._energy_meter(scenario, stack)
+                if meter is not None:
+                    meter.stream_csv(out_dir / "energy.csv")
+                result = await self._run(scenario, target, out_dir, meter, observer, sim)
+        except BaseException:
+            if not (out_dir / "run.json").exists():  # it never started: leave nothing behind
+                discard_run_dir(out_dir, created=created)
+            raise
+        finally:
+            release_reserve(out_dir)
+            if sim is not None:  # closed now, so its ground truth is complete
+                _write_sim_trace(sim, out_dir)
         return result
 
     # -- pieces ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _resolve_target(scenario: Scenario, stack: contextlib.ExitStack) -> tuple[TargetInfo, Any]:
-        """Where requests go, and the simulator process when the target is "sim"."""
+    def _resolve_target(scenario: Scenario, stack: contextlib.ExitStack, out_dir: Path) -> tuple[TargetInfo, Any]:
+        """Where requests go, and the simulator process when the target is "sim" (its trace is
+        written into ``out_dir`` as it goes, unless the scenario put it elsewhere)."""
         deployment = scenario.deployment
         if scenario.target == "sim":
+            from loadbench.results.verify import SIM_TRACE
             from loadbench.sim import SimConfig, SimProcess
 
-            sim = stack.enter_context(SimProcess(scenario.sim or SimConfig()))
+            config = scenario.sim or SimConfig()
+            if config.trace and config.trace_path is None:
+                config = config.with_(trace_path=str((out_dir / SIM_TRACE).absolute()))
+            sim = stack.enter_context(SimProcess(config))
             return TargetInfo("sim", sim.base_url, deployment.dialect, deployment.model_name), sim
         if scenario.target is not None:
             return TargetInfo("url", scenario.target, deployment.dialect, deployment.model_name), None
@@ -196,7 +231,7 @@ class Experiment:
         return stack.enter_context(EnergyMeter(config))
 
     async def _run(
-        self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer
+        self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer, sim: Any
     ) -> RunResult:
         run_id = secrets.token_hex(4)
         anchor_ns, anchor_epoch_s = time.perf_counter_ns(), time.time()
@@ -239,10 +274,18 @@ class Experiment:
             if sent_model and sent_model != target.model:
                 target = dataclasses.replace(target, model=sent_model)
                 run_info["target"] = target.describe()
-            # The directory is made only once the target has passed its checks, so a run that
-            # cannot start leaves nothing behind.
-            out_dir.mkdir(parents=True, exist_ok=True)
+            # run.json is written only once the target has passed its checks: a run without it
+            # never started, and its directory is removed.
             write_json(out_dir / "run.json", run_info)
+            aborted: list[str] = []  # why the run had to stop early, in order
+            scheduler: Scheduler | None = None
+
+            def on_write_failure(failure: WriteFailure) -> None:
+                aborted.append(f"{failure}; the run was stopped")
+                observer.stopping(f"{failure}: stopping the run, draining in-flight requests into the summary")
+                if scheduler is not None:
+                    scheduler.request_stop("write_failed")
+
             writer = RunWriter(
                 out_dir,
                 recorder=recorder,
@@ -250,6 +293,7 @@ class Experiment:
                 start_epoch_s=anchor_epoch_s,
                 hlog_interval_s=scenario.hlog_interval_s,
                 chunk_times=scenario.chunk_times,
+                on_failure=on_write_failure,
             )
 
             def on_record(record: RequestRecord, prompt: Prompt) -> None:
@@ -271,7 +315,10 @@ class Experiment:
                 keep_text=scenario.check_answers,
             )
             loop = asyncio.get_running_loop()
+            # Installed until every file is written: a Ctrl-C must never cut the summary short.
             installed = _install_signals(loop, scheduler, observer)
+            if writer.failure is not None:  # the disk was full from the start (already reported)
+                scheduler.request_stop("write_failed")
             writer.start()
             scraper = None
             if scenario.scrape_metrics:
@@ -288,6 +335,7 @@ class Experiment:
             if meter is not None:
                 meter.mark("load_start")
             ticker = loop.create_task(_tick(scheduler, recorder, scenario, observer))
+            watcher = loop.create_task(_watch_sim(sim, scheduler, observer, aborted)) if sim is not None else None
             timing: RunTiming | None = None
             failure: BaseException | None = None
             try:
@@ -297,34 +345,56 @@ class Experiment:
                 failure = exc
             finally:
                 ticker.cancel()
-                _remove_signals(loop, installed)
+                if watcher is not None:
+                    watcher.cancel()
                 if meter is not None:
                     meter.mark("load_end")
                 await writer.close()
                 scraped = await scraper.close() if scraper is not None else None
 
-        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
-        if lengths is not None:
-            lengths.update(lengths_outcome(stream, summary["lengths"], facts.indices))
-            summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
-            for warning in lengths.get("warnings", ()):
-                _note(observer, f"warning: {warning}")
-        if scraped is not None:
-            summary["server_metrics"] = scraped
-        write_json(out_dir / "summary.json", summary)
-        if meter is not None:
-            meter.write_csv(out_dir / "energy.csv")
-        if failure is not None:
-            run_info["status"] = "failed"
-            run_info["error"] = type(failure).__name__
-        else:
-            run_info["status"] = "interrupted" if timing and timing.stopped_by == "signal" else "finished"
-        run_info["stopped_by"] = timing.stopped_by if timing else "error"
-        run_info["finished_at"] = datetime.now(UTC).isoformat()
-        write_json(out_dir / "run.json", run_info)
+        try:
+            release_reserve(out_dir)  # its room is for what follows, should the disk be full
+            summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+            if scraped is not None:
+                summary["server_metrics"] = scraped
+            if lengths is not None:
+                lengths.update(lengths_outcome(stream, summary["lengths"], facts.indices))
+                summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
+                for warning in lengths.get("warnings", ()):
+                    _note(observer, f"warning: {warning}")
+            if writer.records_unwritten:
+                summary["requests"]["unwritten_records"] = writer.records_unwritten
+            try:
+                write_json(out_dir / "summary.json", summary)
+            except OSError as exc:
+                aborted.append(f"cannot write summary.json: {exc.strerror or exc} (it is printed instead)")
+            if meter is not None:
+                meter.flush_csv()
+                if meter.csv_error:
+                    summary.setdefault("energy", {})["csv_error"] = meter.csv_error
+            if failure is not None:
+                run_info["status"] = "failed"
+                run_info["error"] = type(failure).__name__
+            elif aborted:
+                run_info["status"] = "failed"
+                run_info["error"] = aborted[0]
+            else:
+                # A signal while the results were being written counts too: the user asked to stop.
+                run_info["status"] = "interrupted" if scheduler.interrupted else "finished"
+            run_info["stopped_by"] = timing.stopped_by if timing else "error"
+            run_info["finished_at"] = datetime.now(UTC).isoformat()
+            try:
+                write_json(out_dir / "run.json", run_info)
+            except OSError as exc:
+                aborted.append(f"cannot write run.json: {exc.strerror or exc}")
+        finally:
+            _remove_signals(loop, installed)
         if failure is not None:
             raise failure
-        return RunResult(path=out_dir, summary=summary, run=run_info)
+        result = RunResult(path=out_dir, summary=summary, run=run_info)
+        if aborted:
+            raise RunAborted("; ".join(aborted) + f"; what was measured is in {out_dir}", result)
+        return result
 
     def _summarize(
         self,
@@ -346,7 +416,7 @@ class Experiment:
         summary.update(build_summary(recorder, scheduled=scheduler.scheduled, goodput_ok=goodput_ok))
         if slo := dict(scenario.slo):
             summary["slo"] = slo
-        summary["lengths"] = length_report(facts.lengths)
+        summary["lengths"] = length_report(facts.length_facts())
         if facts.server_views:
             summary["server"] = _server_summary(facts.server_views)
         if facts.answers:
@@ -450,11 +520,15 @@ def _note(observer: Observer, text: str) -> None:
 
 
 def _write_sim_trace(sim: Any, out_dir: Path) -> None:
-    """Keep the simulator's ground truth beside the records, for ``loadbench verify``."""
+    """Keep the simulator's ground truth beside the records, for ``loadbench verify``, when the
+    scenario sent it elsewhere (by default the simulator writes it there itself, as it goes)."""
     import orjson
 
     from loadbench.results.verify import SIM_TRACE
 
+    own = (out_dir / SIM_TRACE).absolute()
+    if sim.trace_path is None or Path(sim.trace_path).absolute() == own or not (out_dir / "run.json").exists():
+        return
     rows = sim.read_trace()
     if rows:
         (out_dir / SIM_TRACE).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
@@ -481,21 +555,24 @@ class _RunFacts:
     def __init__(self, slo: dict[str, float]) -> None:
         self._slo = slo
         self.met_slo = 0
-        self.lengths: list[_LengthFacts] = []
-        self.indices: list[int] = []
+        # Target and counted lengths, four machine integers per request (-1: none), so what the
+        # run keeps per request stays at 32 bytes: a tuple of boxed ints cost ~5x that.
+        self._lengths = array("q")
+        self.indices = array("q")  # the record index of each, in the same order
         self.server_views: list[dict[str, Any]] = []
         self.answers: list[tuple[Prompt, str]] = []
 
+    def length_facts(self) -> Iterator[_LengthFacts]:
+        """What ``length_report`` reads, one per ``ok`` measured request, in order."""
+        v = self._lengths
+        for i in range(0, len(v), 4):
+            a, b, c, d = (None if x < 0 else x for x in v[i : i + 4])
+            yield _LengthFacts("ok", a, b, c, d)
+
     def add(self, record: RequestRecord, prompt: Prompt) -> None:
-        self.lengths.append(
-            _LengthFacts(
-                record.status,
-                record.target_input_tokens,
-                record.input_tokens,
-                record.target_output_tokens,
-                record.output_tokens,
-            )
-        )
+        r = record
+        lengths = (r.target_input_tokens, r.input_tokens, r.target_output_tokens, r.output_tokens)
+        self._lengths.extend(-1 if v is None else v for v in lengths)
         self.indices.append(record.index)
         if record.server:
             self.server_views.append(record.server)
@@ -561,10 +638,22 @@ def _accuracy(workload: Any, answers: list[tuple[Prompt, str]]) -> dict[str, Any
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, scheduler: Scheduler, observer: Observer) -> list[int]:
-    """Ctrl-C / SIGTERM stop scheduling and drain; a second one cancels in-flight requests."""
+    """Ctrl-C / SIGTERM stop scheduling and drain; a second one cancels in-flight requests. Once
+    the load is over they only say the results are being written (which they never interrupt)."""
 
     def handler(name: str) -> None:
-        observer.stopping(name if scheduler.stop_requests == 0 else f"{name} again: cancelling in-flight requests")
+        if scheduler.finished:
+            observer.stopping(f"{name}: the load is over; writing the results")
+            scheduler.interrupted = True
+            return
+        if scheduler.stop_requests == 0:
+            if scheduler.stopping:
+                message = f"{name}: scheduling had already stopped; draining in-flight requests (again to cancel them)"
+            else:
+                message = f"{name}: stopping, draining in-flight requests (again to cancel them)"
+        else:
+            message = f"{name} again: cancelling in-flight requests"
+        observer.stopping(message)
         scheduler.request_stop()
 
     installed = []
@@ -582,6 +671,19 @@ def _install_signals(loop: asyncio.AbstractEventLoop, scheduler: Scheduler, obse
 def _remove_signals(loop: asyncio.AbstractEventLoop, installed: list[int]) -> None:
     for sig in installed:
         loop.remove_signal_handler(sig)
+
+
+async def _watch_sim(sim: Any, scheduler: Scheduler, observer: Observer, aborted: list[str]) -> None:
+    """Stop the run, cancelling what is in flight, if the embedded simulator exits under it: every
+    request after that would fail to connect, and be counted as the target's failure."""
+    while sim.running:
+        await asyncio.sleep(_SIM_POLL_S)
+    code = sim.returncode
+    how = f"killed by signal {-code}" if code is not None and code < 0 else f"with status {code}"
+    aborted.append(f"the embedded simulator exited mid-run ({how}); the run was stopped")
+    observer.stopping(f"the embedded simulator exited mid-run ({how}): stopping, cancelling in-flight requests")
+    scheduler.request_stop("target_died")
+    scheduler.request_stop("target_died")
 
 
 async def _tick(scheduler: Scheduler, recorder: Recorder, scenario: Scenario, observer: Observer) -> None:

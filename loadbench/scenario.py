@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
 from loadbench.load.plans import Concurrency, Stop, check_plan
+from loadbench.params import named_parameters
 
 SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
 
@@ -34,6 +35,7 @@ def check_target(target: str | None) -> None:
         raise ConfigError(f"target must be 'sim' or an http(s) URL such as http://127.0.0.1:8000, got {target!r}")
 
 
+@named_parameters
 @dataclass(frozen=True)
 class Scenario:
     """One run, fully described.
@@ -41,11 +43,12 @@ class Scenario:
     ``target``: ``"sim"`` runs against the embedded simulator (started in its own process, speaking
     the deployment's dialect; ``sim`` configures it), a URL sends the deployment's requests there,
     ``None`` uses the deployment's own endpoint. ``out_dir`` defaults to
-    ``results/<name>-<UTC time>``. ``energy=None`` measures with automatically detected sources;
-    ``False`` turns energy off. ``scrape_metrics`` (True, or a URL) scrapes the
-    target's Prometheus endpoint (``/metrics`` at its origin) every ``scrape_interval_s`` into
-    ``server_metrics.jsonl``. ``slo`` maps metric keys (``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and
-    the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
+    ``results/<name>-<UTC time>``; a directory that already holds anything is refused unless
+    ``overwrite``, which replaces the files of the run there (and nothing else). ``energy=None``
+    measures with automatically detected sources; ``False`` turns energy off. ``scrape_metrics``
+    (True, or a URL) scrapes the target's Prometheus endpoint (``/metrics`` at its origin) every
+    ``scrape_interval_s`` into ``server_metrics.jsonl``. ``slo`` maps metric keys (``ttft_ms``,
+    ``tpot_ms``, ``e2e_ms``, and the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
     """
 
     workload: Any
@@ -58,6 +61,7 @@ class Scenario:
     sim: Any = None
     name: str = "experiment"
     out_dir: str | Path | None = None
+    overwrite: bool = False
     seed: int = 0
     timeouts: Timeouts = Timeouts()
     energy: Any = None
@@ -99,6 +103,11 @@ class Scenario:
             raise ConfigError(f"scrape_interval_s must be a positive number, got {self.scrape_interval_s!r}")
         if not isinstance(self.hlog_interval_s, int | float) or self.hlog_interval_s <= 0:
             raise ConfigError(f"hlog_interval_s must be a positive number, got {self.hlog_interval_s!r}")
+        if self.out_dir is not None and (not isinstance(self.out_dir, str | Path) or not str(self.out_dir).strip()):
+            # Path("") is the current directory: never the place a run goes by accident.
+            raise ConfigError(f"out_dir must name a directory, got {self.out_dir!r}")
+        if not isinstance(self.overwrite, bool):
+            raise ConfigError(f"overwrite must be True or False, got {self.overwrite!r}")
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
             raise ConfigError(f"name must be a non-empty string without path separators, got {self.name!r}")
 
@@ -117,6 +126,7 @@ class Scenario:
         requests: int | None = None,
         out_dir: str | Path | None = None,
         seed: int | None = None,
+        overwrite: bool | None = None,
     ) -> Scenario:
         """Apply the command line's overrides; ``None`` leaves a field as the scenario set it.
 
@@ -130,6 +140,8 @@ class Scenario:
             changes["out_dir"] = out_dir
         if seed is not None:
             changes["seed"] = seed
+        if overwrite is not None:
+            changes["overwrite"] = overwrite
         if duration_s is not None or requests is not None:
             stop = self.stop
             warmup_requests = stop.warmup_requests

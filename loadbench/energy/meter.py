@@ -82,6 +82,7 @@ class EnergyMeter:
         self._last_sample_ns = 0
         self.sampler_cpu_s = 0.0  # CPU time the sampler thread has used (its own cost)
         self._closed = False
+        self._csv: _CsvStream | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -216,62 +217,32 @@ class EnergyMeter:
         (J for counters, W for power), ``span_ns``, ``cumulative_j`` (since the channel's first
         reading), ``error`` (set on gap rows only).
         """
-        with self._lock:
-            snapshot = [(d, list(d.readings), list(d.gaps)) for d in self._opened]
-        rows: list[tuple[Any, ...]] = []
-        for data, readings, gaps in snapshot:
-            kind = "estimated" if data.source.estimated else "measured"
-            for index, channel in enumerate(data.channels):
-                mine = [r for r in readings if r.channel == index]
-                _, cum = cumulative(
-                    channel.signal,
-                    [r.t_ns for r in mine],
-                    [r.value for r in mine],
-                    [r.span_ns for r in mine],
-                )
-                unit = "J" if channel.signal == "counter_j" else "W"
-                for reading, cum_j in zip(mine, cum, strict=True):
-                    rows.append(
-                        (
-                            reading.t_ns,
-                            data.name,
-                            channel.name,
-                            channel.measures,
-                            kind,
-                            channel.signal,
-                            f"{reading.value:.6f}",
-                            unit,
-                            "" if reading.span_ns is None else reading.span_ns,
-                            f"{cum_j:.6f}",
-                            "",
-                        )
-                    )
-            for t_ns, error in gaps:
-                rows.append((t_ns, data.name, "", "", kind, "", "", "", "", "", error))
-        rows.sort(key=lambda row: row[0])
-        origin = self.started_ns
         out = Path(path)
+        rows = _CsvStream(self).take()
         with open(out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(
-                [
-                    "t_ns",
-                    "t_s",
-                    "source",
-                    "channel",
-                    "measures",
-                    "kind",
-                    "signal",
-                    "value",
-                    "unit",
-                    "span_ns",
-                    "cumulative_j",
-                    "error",
-                ]
-            )
-            for row in rows:
-                writer.writerow([row[0], f"{(row[0] - origin) / 1e9:.6f}", *row[1:]])
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows(rows)
         return out
+
+    def stream_csv(self, path: str | os.PathLike[str], *, every_s: float = 1.0) -> None:
+        """Write ``energy.csv`` as the meter runs: the header now, new rows about every ``every_s``
+        (from the sampler thread) and the rest on ``flush_csv``, so a killed run keeps its samples.
+        The rows are those of ``write_csv``, in time order within each batch. A write error stops
+        the streaming (``csv_error``); it never stops the sampler."""
+        stream = _CsvStream(self, Path(path), every_ns=round(every_s * 1e9))
+        stream.start()
+        self._csv = stream
+
+    def flush_csv(self) -> None:
+        """Append what ``stream_csv`` has not written yet (call once the load is over)."""
+        if self._csv is not None:
+            self._csv.flush()
+
+    @property
+    def csv_error(self) -> str | None:
+        """Why streaming ``energy.csv`` stopped, if a write failed."""
+        return self._csv.error if self._csv is not None else None
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -356,6 +327,9 @@ class EnergyMeter:
     def _sample_now(self) -> None:
         with self._sample_lock:
             self._sample()
+        csv_stream = self._csv
+        if csv_stream is not None:
+            csv_stream.tick()
 
     def _sample(self) -> None:
         # Callers hold _sample_lock (the thread through _run, report through _sample_now).
@@ -372,3 +346,100 @@ class EnergyMeter:
             if readings:
                 with self._lock:
                     data.readings.extend(readings)
+
+
+CSV_COLUMNS = (
+    "t_ns", "t_s", "source", "channel", "measures", "kind", "signal", "value", "unit", "span_ns",
+    "cumulative_j", "error",
+)
+
+
+class _CsvStream:
+    """The rows of ``energy.csv`` not taken yet, with each channel's running cumulative joules, so
+    each batch costs only its new readings (a re-scan per batch would grow with the run)."""
+
+    def __init__(self, meter: EnergyMeter, path: Path | None = None, *, every_ns: int = 0) -> None:
+        self._meter = meter
+        self._path = path
+        self._every_ns = every_ns
+        self._last_ns = 0
+        self._lock = threading.Lock()
+        self._readings_done: dict[int, int] = {}  # id(source data) -> readings taken
+        self._gaps_done: dict[int, int] = {}
+        self._previous: dict[tuple[int, int], tuple[Reading, float]] = {}  # channel -> (last reading, its cum J)
+        self.error: str | None = None
+
+    def start(self) -> None:
+        assert self._path is not None
+        try:
+            with open(self._path, "w", newline="") as f:
+                csv.writer(f).writerow(CSV_COLUMNS)
+        except OSError as exc:
+            self.error = f"{self._path.name}: {exc.strerror or exc}"
+
+    def tick(self) -> None:
+        now = time.perf_counter_ns()
+        if now - self._last_ns >= self._every_ns:
+            self._last_ns = now
+            self.flush()
+
+    def flush(self) -> None:
+        if self._path is None or self.error is not None:
+            return
+        with self._lock:
+            rows = self.take()
+            if not rows:
+                return
+            try:
+                with open(self._path, "a", newline="") as f:
+                    csv.writer(f).writerows(rows)
+            except OSError as exc:
+                self.error = f"{self._path.name}: {exc.strerror or exc}"
+
+    def take(self) -> list[list[Any]]:
+        meter = self._meter
+        with meter._lock:
+            snapshot = []
+            for d in meter._opened:
+                key = id(d)
+                snapshot.append((d, d.readings[self._readings_done.get(key, 0):], d.gaps[self._gaps_done.get(key, 0):]))
+                self._readings_done[key] = len(d.readings)
+                self._gaps_done[key] = len(d.gaps)
+        rows: list[tuple[Any, ...]] = []
+        for data, readings, gaps in snapshot:
+            kind = "estimated" if data.source.estimated else "measured"
+            for index, channel in enumerate(data.channels):
+                mine = [r for r in readings if r.channel == index]
+                if not mine:
+                    continue
+                key = (id(data), index)
+                before = self._previous.get(key)
+                chain = [before[0], *mine] if before else mine
+                _, cum = cumulative(
+                    channel.signal, [r.t_ns for r in chain], [r.value for r in chain], [r.span_ns for r in chain]
+                )
+                if before:
+                    cum = [before[1] + c - cum[0] for c in cum[1:]]
+                self._previous[key] = (mine[-1], cum[-1])
+                unit = "J" if channel.signal == "counter_j" else "W"
+                for reading, cum_j in zip(mine, cum, strict=True):
+                    rows.append(
+                        (
+                            reading.t_ns,
+                            data.name,
+                            channel.name,
+                            channel.measures,
+                            kind,
+                            channel.signal,
+                            f"{reading.value:.6f}",
+                            unit,
+                            "" if reading.span_ns is None else reading.span_ns,
+                            f"{cum_j:.6f}",
+                            "",
+                        )
+                    )
+            for t_ns, error in gaps:
+                rows.append((t_ns, data.name, "", "", kind, "", "", "", "", "", error))
+        rows.sort(key=lambda row: row[0])
+        origin = meter.started_ns
+        return [[row[0], f"{(row[0] - origin) / 1e9:.6f}", *row[1:]] for row in rows]

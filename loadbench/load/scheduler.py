@@ -57,7 +57,10 @@ class RunTiming:
     start_ns: int
     scheduling_stopped_ns: int
     end_ns: int
-    stopped_by: str  # "duration" | "requests" | "plan" | "signal"
+    stopped_by: str  # "duration" | "requests" | "plan" | "signal" | another stop reason
+    # A signal asked the run to stop at some point, scheduling or draining: the run's figures
+    # cover less than its stop rule asked for.
+    interrupted: bool = False
 
 
 class Scheduler:
@@ -88,6 +91,8 @@ class Scheduler:
         self._stop_event = asyncio.Event()
         self._stopped_by: str | None = None
         self._stop_requests = 0
+        self.interrupted = False
+        self.finished = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.scheduled = 0
         self.in_flight = 0
@@ -95,11 +100,17 @@ class Scheduler:
 
     # -- control -------------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
-        """Stop scheduling now (first call: drain in-flight requests; second: cancel them)."""
+    def request_stop(self, reason: str = "signal") -> None:
+        """Stop scheduling now (first call: drain in-flight requests; second: cancel them).
+
+        ``reason`` becomes ``stopped_by`` unless the stop rule had already ended scheduling;
+        ``"signal"`` also marks the run ``interrupted``, whenever it comes.
+        """
         self._stop_requests += 1
+        if reason == "signal":
+            self.interrupted = True
         if self._stopped_by is None:
-            self._stopped_by = "signal"
+            self._stopped_by = reason
         self._stop_event.set()
         if self._stop_requests > 1:
             for task in list(self._tasks):
@@ -127,7 +138,10 @@ class Scheduler:
         scheduling_stopped_ns = _now()
         self._stop_event.set()
         await self._drain()
-        return RunTiming(self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan")
+        self.finished = True
+        return RunTiming(
+            self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan", interrupted=self.interrupted
+        )
 
     def _room(self) -> int:
         """How many prompts may wait built: fewer while the prompt stream says it is still learning."""
@@ -285,7 +299,8 @@ class Scheduler:
             record.status = "failed"
             record.error = exc.category.value
             record.error_detail = exc.detail or None
-            record.http_status = exc.http_status
+            if exc.http_status is not None:  # else keep what the client saw (a 200 that went wrong)
+                record.http_status = exc.http_status
         except asyncio.CancelledError:
             record.status = "cancelled"
             raise

@@ -6,10 +6,17 @@ All latencies are held in integer microseconds from 1 µs to one hour at three s
 
 from __future__ import annotations
 
+import base64
+import ctypes
+import sys
+import threading
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
+from hdrh.codec import ext_header_size, payload_header_size
 from hdrh.histogram import HdrHistogram
+from pyhdrh import encode as _varint_encode  # hdrh's own C encoder
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: no request legitimately takes longer
@@ -102,11 +109,14 @@ def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
 
 
 def clear(hist: HdrHistogram) -> None:
-    """Empty ``hist`` in place, vectorised (hdrh's ``reset`` loops over every counter)."""
+    """Empty ``hist`` in place, vectorised (hdrh's ``reset`` loops over every counter).
+
+    Allocates nothing: an ``HdrHistogram`` and its encoder reference each other, so every
+    histogram made and dropped is a reference cycle left for the cyclic collector.
+    """
     _counts(hist)[:] = 0
-    fresh = new_histogram(hist.highest_trackable_value)
     hist.total_count = 0
-    hist.min_value = fresh.min_value
+    hist.min_value = sys.maxsize  # as hdrh's own reset leaves it
     hist.max_value = 0
 
 
@@ -132,3 +142,36 @@ def fast_percentiles(hists: Sequence[HdrHistogram], percentiles: Sequence[float]
         # hdrh reports the 0th percentile as the lowest value of its bucket, the others as the highest.
         out.append(first.get_highest_equivalent_value(value) if p else first.get_lowest_equivalent_value(value))
     return out
+
+
+# One scratch buffer per histogram shape, shared by every encode (see ``encode``).
+_ENCODE_BUFFERS: dict[int, ctypes.Array[ctypes.c_byte]] = {}
+_ENCODE_LOCK = threading.Lock()
+
+
+def encode(hist: HdrHistogram) -> bytes:
+    """``hist.encode()``: the same base64 V2 bytes, without the memory that call leaks.
+
+    hdrh sizes its scratch buffer to the interval's highest value, as ``c_byte * n``, and ctypes
+    caches every array *type* it is asked for, forever: an interval log whose maxima vary made a
+    new type (~2 KB) for most intervals, a few KB/s of growth for as long as the run went on. This
+    keeps one buffer per histogram shape and calls hdrh's own C encoder into it.
+    """
+    encoder = hist.encoder
+    payload = encoder.payload
+    counts_limit = hist.get_counts_array_index(hist.max_value) + 1 if hist.total_count else 0
+    varint_max = counts_limit * (payload.word_size + 1)
+    size = payload_header_size + payload.counts_len * (payload.word_size + 1)
+    with _ENCODE_LOCK:
+        buf = _ENCODE_BUFFERS.get(size)
+        if buf is None:
+            buf = _ENCODE_BUFFERS[size] = (ctypes.c_byte * size)()
+        base = ctypes.addressof(buf)
+        varint_len = _varint_encode(
+            ctypes.addressof(payload.counts), counts_limit, payload.word_size, base + payload_header_size, varint_max
+        )
+        payload.payload.payload_len = varint_len
+        ctypes.memmove(base, ctypes.addressof(payload.payload), payload_header_size)
+        compressed = zlib.compress(ctypes.string_at(base, payload_header_size + varint_len))
+    encoder.header.length = len(compressed)
+    return base64.b64encode(ctypes.string_at(ctypes.addressof(encoder.header), ext_header_size) + compressed)

@@ -50,6 +50,8 @@ class RequestRecord:
     error: str | None = None
     error_detail: str | None = None
     http_status: int | None = None
+    # The response's media type (``text/event-stream``; no parameters), once headers arrived.
+    content_type: str | None = None
     # Server-side view where the dialect reports one (Ollama's done record, llama.cpp's timings),
     # normalised by the client to *_ms floats and *_tokens ints.
     server: dict[str, Any] | None = None

@@ -12,6 +12,8 @@ from typing import TextIO
 
 from hdrh.histogram import HdrHistogram
 
+from loadbench.metrics.hdr import encode
+
 
 class HlogWriter:
     """Writes interval histograms to an open text file; the caller owns the file."""
@@ -34,7 +36,7 @@ class HlogWriter:
         Empty histograms are written too, so each tag has a line per interval and gaps in the load
         are visible.
         """
-        payload = hist.encode().decode("ascii")
+        payload = encode(hist).decode("ascii")
         self._file.write(
             f"Tag={tag},{start_s:.3f},{end_s - start_s:.3f},{hist.get_max_value() / max_scale:.3f},{payload}\n"
         )

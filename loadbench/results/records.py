@@ -46,10 +46,11 @@ def record_to_json(r: RequestRecord, *, chunk_times: bool = True) -> dict[str, A
     }
     if r.user >= 0:
         out["user"] = r.user
+    out["http_status"] = r.http_status
     if r.error is not None:
         out["error"] = r.error
         out["error_detail"] = r.error_detail
-        out["http_status"] = r.http_status
+        out["content_type"] = r.content_type
     if r.server:
         out["server"] = r.server
     if chunk_times and r.sent_ns:

@@ -35,6 +35,8 @@ class RunResult:
     def load(cls, path: str | Path) -> RunResult:
         """Read a run directory written by loadbench."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise LoadbenchError(f"{path}: not a run directory (it is a file)")
         try:
             summary = orjson.loads((path / "summary.json").read_bytes())
             run = orjson.loads((path / "run.json").read_bytes())

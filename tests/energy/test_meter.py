@@ -416,3 +416,44 @@ def test_config_describes_itself_as_json_ready_values() -> None:
     assert described["sources"] == ["rapl", "cpu-estimate"]
     assert described["rapl_root"] == "/x"
     assert described["cpu_watts_per_core"] == 10.0 and described["cpu_watts_per_core_default"]
+
+
+class PowerAndInterval:
+    """Two power-style channels (instantaneous and interval means), for the streamed CSV."""
+
+    name = "fake2"
+    estimated = True
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def open(self) -> list[Channel]:
+        return [Channel("pkg", "cpu", "power_w"), Channel("gpu", "gpu", "interval_power_w")]
+
+    def read(self, now_ns: int) -> list[Reading]:
+        self.n += 1
+        return [Reading(0, now_ns, 10.0 + self.n % 3), Reading(1, now_ns, 50.0 + self.n % 5, span_ns=20_000_000)]
+
+
+def test_energy_csv_is_written_as_the_meter_runs_with_the_same_rows(tmp_path: Path) -> None:
+    streamed = tmp_path / "energy.csv"
+    with EnergyMeter(EnergyConfig(interval_s=0.02, idle_s=0),
+                     sources=[ClockedCounter(fail_reads={4}), PowerAndInterval()]) as meter:
+        meter.stream_csv(streamed, every_s=0.1)
+        time.sleep(0.5)
+        midway = list(csv.DictReader(streamed.open()))  # what a killed run would leave
+        time.sleep(0.2)
+    meter.flush_csv()  # the meter is closed: both writers see every reading
+    meter.write_csv(tmp_path / "whole.csv")
+    assert len(midway) > 10
+    rows = list(csv.DictReader(streamed.open()))
+    whole = list(csv.DictReader((tmp_path / "whole.csv").open()))
+    assert rows[: len(midway)] == midway  # appended, never rewritten
+
+    def key(r: dict) -> tuple:
+        return (int(r["t_ns"]), r["source"], r["channel"], r["error"])
+
+    # The same rows as the one-shot writer: cumulative joules carried across batches.
+    assert sorted(rows, key=key) == sorted(whole, key=key)
+    assert {r["source"] for r in rows} == {"fake", "fake2"} and any(r["error"] for r in rows)
+    assert meter.csv_error is None

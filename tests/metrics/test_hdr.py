@@ -180,3 +180,29 @@ def test_summarize_scales_and_matches_exact_statistics_within_hdr_precision() ->
     assert s["min"] == pytest.approx(0.010, rel=1e-3)
     assert s["max"] == pytest.approx(1000.0, rel=1e-3)
     assert s["min"] <= s["p50"] <= s["p90"] <= s["p95"] <= s["p99"] <= s["p99_9"] <= s["max"]
+
+
+def test_encode_gives_hdrh_bytes_and_makes_no_ctypes_types() -> None:
+    """hdrh's own encode makes a ctypes array type per encoded length, cached by ctypes forever."""
+    import gc
+
+    import numpy as np
+
+    from loadbench.metrics.hdr import encode, new_histogram, record_many
+
+    def array_types() -> int:
+        return sum(1 for o in gc.get_objects() if type(o).__name__ == "PyCArrayType")
+
+    rng = np.random.default_rng(3)
+    hists = []
+    for i in range(30):
+        h = new_histogram()
+        if i:
+            record_many(h, rng.integers(1, 10 ** (1 + i % 9), size=50 + i))
+        hists.append(h)
+    encode(hists[0])
+    before = array_types()
+    ours = [encode(h) for h in hists]
+    assert array_types() == before
+    assert ours == [h.encode() for h in hists]
+    assert array_types() > before  # what hdrh's encode leaves behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from pathlib import Path
@@ -11,14 +12,22 @@ import orjson
 import pytest
 from hdrh.log import HistogramLogReader
 
-from loadbench.errors import LoadbenchError
+from loadbench.errors import ConfigError, LoadbenchError
 from loadbench.metrics.hdr import new_histogram
 from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder
 from loadbench.metrics.summary import build_summary
 from loadbench.results.records import record_to_json
 from loadbench.results.run import RunResult
-from loadbench.results.run_dir import RunWriter, write_json
+from loadbench.results.run_dir import (
+    RESERVE,
+    LineFile,
+    RunWriter,
+    discard_run_dir,
+    prepare_run_dir,
+    release_reserve,
+    write_json,
+)
 
 MS = 1_000_000
 
@@ -196,39 +205,81 @@ def test_run_result_on_a_corrupt_file(tmp_path: Path) -> None:
         RunResult.load(tmp_path)
 
 
-def test_a_failing_flusher_still_leaves_closed_files_and_the_rest_written(tmp_path: Path) -> None:
-    """A write error mid-run (a full disk, say) surfaces at close; the records it could not write
-    are tried again then, in order, with the rest, and both files are closed."""
+class FullDisk(LineFile):
+    """A streaming file on a disk with ``room`` bytes left: writes what fits, then ENOSPC, as
+    ``write(2)`` does."""
+
+    room = 0
+
+    def _write_some(self, data: memoryview) -> int:
+        if FullDisk.room <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = min(len(data), FullDisk.room)
+        FullDisk.room -= n
+        return super()._write_some(data[:n])
+
+
+def test_a_full_disk_is_reported_at_once_and_leaves_whole_lines(tmp_path: Path) -> None:
+    FullDisk.room = 6000  # the hlog header, then a few records
+    failures: list = []
+    written_at_failure: list[int] = []
 
     async def run() -> RunWriter:
         recorder = Recorder()
-        writer = RunWriter(tmp_path, recorder=recorder, start_ns=time.perf_counter_ns(), start_epoch_s=time.time())
-        real_write = writer._write_records
-        calls = {"n": 0}
-
-        def flaky(batch: list[RequestRecord]) -> None:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise OSError(28, "No space left on device")
-            real_write(batch)
-
-        writer._write_records = flaky  # type: ignore[method-assign]
-        writer.start()
-        for i in range(5):
+        writer = RunWriter(tmp_path, recorder=recorder, start_ns=time.perf_counter_ns(), start_epoch_s=time.time(),
+                           line_file=FullDisk, on_failure=lambda f: (failures.append(f),
+                                                                     written_at_failure.append(writer.records_written)))
+        for i in range(40):
             record = finished(i)
             recorder.add(record)
             writer.add(record)
-        await asyncio.sleep(0.4)  # the flusher tries once and dies
-        for i in range(5, 8):
-            record = finished(i)
-            recorder.add(record)
-            writer.add(record)
-        with pytest.raises(OSError, match="No space"):
-            await writer.close()
-        await writer.close()  # idempotent, and quiet the second time
+            await writer._flush_records()  # what the flusher does every 0.25 s, one record at a time
+        await writer.close()
+        await writer.close()
         return writer
 
     writer = asyncio.run(run())
+    assert len(failures) == 1 and str(failures[0]) == "cannot write requests.jsonl: No space left on device"
+    assert writer.failure is failures[0]
+    assert written_at_failure[0] == writer.records_written  # reported at the first failed write
+    assert 0 < writer.records_written < 40
+    assert writer.records_written + writer.records_unwritten == 40
     assert writer._requests.closed and writer._hlog_file.closed
-    lines = (tmp_path / "requests.jsonl").read_text().splitlines()
-    assert [orjson.loads(x)["index"] for x in lines] == list(range(8))
+    data = (tmp_path / "requests.jsonl").read_bytes()
+    assert data.endswith(b"\n")  # the partial line was cut back
+    lines = [orjson.loads(x) for x in data.splitlines()]
+    assert [x["index"] for x in lines] == list(range(writer.records_written))
+
+
+def test_prepare_run_dir_finds_every_path_problem_up_front(tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for path, message in (
+        (a_file, "exists and is not a directory"),
+        (a_file / "under", "cannot create it"),
+        (Path("/proc/loadbench-x"), "cannot create it"),
+    ):
+        with pytest.raises(ConfigError, match=message) as info:
+            prepare_run_dir(path)
+        assert str(path) in str(info.value)
+    fresh = tmp_path / "new" / "run"
+    assert prepare_run_dir(fresh) is True
+    assert (fresh / RESERVE).is_file()
+    release_reserve(fresh)
+    assert list(fresh.iterdir()) == []
+    assert prepare_run_dir(fresh) is False  # empty: fine
+
+
+def test_an_existing_run_is_kept_unless_overwrite_which_replaces_only_run_files(tmp_path: Path) -> None:
+    old = tmp_path / "run"
+    old.mkdir()
+    for name in ("run.json", "requests.jsonl", "sim_trace.jsonl", "notes.txt"):
+        (old / name).write_text("old")
+    with pytest.raises(ConfigError, match=r"not empty \(notes.txt, requests.jsonl, run.json, sim_trace.jsonl\); "
+                                          r"pick a new --out, or pass --force"):
+        prepare_run_dir(old)
+    assert (old / "requests.jsonl").read_text() == "old"
+    prepare_run_dir(old, overwrite=True)
+    assert sorted(p.name for p in old.iterdir()) == [RESERVE, "notes.txt"]
+    discard_run_dir(old, created=False)
+    assert sorted(p.name for p in old.iterdir()) == ["notes.txt"]
