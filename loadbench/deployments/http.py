@@ -528,11 +528,11 @@ class _SentStampPayload(BytesPayload):
         self._record = record
 
     async def write(self, writer: Any) -> None:
-        self._record.sent_ns = perf_counter_ns()
+        self._record.sent_ns = self._record.written_ns = perf_counter_ns()
         await super().write(writer)
 
     async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        self._record.sent_ns = perf_counter_ns()
+        self._record.sent_ns = self._record.written_ns = perf_counter_ns()
         await super().write_with_length(writer, content_length)
 
 
@@ -670,6 +670,7 @@ class HttpSender:
         try:
             async with asyncio.timeout_at(first_at) as deadline:
                 async with await self._post(_SentStampPayload(body, record), headers) as resp:
+                    record.headers_ns = perf_counter_ns()
                     record.http_status = resp.status
                     if resp.status >= 300:
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
