@@ -31,10 +31,12 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
+from loadbench.errors import LoadbenchError
 from loadbench.load.plans import Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import Recorder, Snapshot
+from loadbench.metrics.slo import SloTally
 from loadbench.metrics.summary import build_summary
 from loadbench.results.run import RunResult
 from loadbench.results.run_dir import RunWriter, write_json
@@ -151,11 +153,12 @@ class Experiment:
         with contextlib.ExitStack() as stack:
             target, sim = self._resolve_target(scenario, stack)
             out_dir = self._out_dir(scenario)
-            observer.target_ready(target, out_dir)
             meter = self._energy_meter(scenario, stack)
             result = await self._run(scenario, target, out_dir, meter, observer)
         if sim is not None:  # closed now, so its ground truth is complete
             _write_sim_trace(sim, out_dir)
+        elif _is_loopback(target.base_url):
+            await _fetch_sim_trace(target.base_url, result.run["run_id"], out_dir)
         return result
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -227,18 +230,23 @@ class Experiment:
         recorder = Recorder()
         stream = scenario.workload.open(seed=scenario.seed, counter=_token_counter(target))
         observe = getattr(stream, "observe", None)
-        facts = _RunFacts(dict(scenario.slo))
+        facts = _RunFacts()
+        slo = SloTally(scenario.slo) if scenario.slo else None
 
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
-            # The model actually sent (a preset resolved, or the server's own model picked).
+            # The model actually sent (a preset resolved with the run's quant and reasoning, or
+            # the server's own model picked), known only now that the target has been asked.
             sent_model = getattr(getattr(sender, "wire", None), "model", None)
-            if sent_model and sent_model != target.model:
+            if sent_model:
                 target = dataclasses.replace(target, model=sent_model)
                 run_info["target"] = target.describe()
+                deployment_info = run_info["scenario"]["deployment"]
+                deployment_info["tag" if "tag" in deployment_info else "model"] = sent_model
             # The directory is made only once the target has passed its checks, so a run that
-            # cannot start leaves nothing behind.
+            # cannot start leaves nothing behind; it is announced once it exists.
             out_dir.mkdir(parents=True, exist_ok=True)
             write_json(out_dir / "run.json", run_info)
+            observer.target_ready(target, out_dir)
             writer = RunWriter(
                 out_dir,
                 recorder=recorder,
@@ -253,8 +261,11 @@ class Experiment:
                 writer.add(record)
                 if observe is not None:
                     observe(prompt, record)
-                if record.phase == "measured" and record.status == "ok":
-                    facts.add(record, prompt)
+                if record.phase == "measured":
+                    if slo is not None:
+                        slo.add(record)
+                    if record.status == "ok":
+                        facts.add(record, prompt)
 
             scheduler = Scheduler(
                 plan=scenario.load,
@@ -299,7 +310,7 @@ class Experiment:
                 await writer.close()
                 scraped = await scraper.close() if scraper is not None else None
 
-        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts, slo)
         if scraped is not None:
             summary["server_metrics"] = scraped
         write_json(out_dir / "summary.json", summary)
@@ -326,6 +337,7 @@ class Experiment:
         timing: RunTiming | None,
         meter: Any,
         facts: _RunFacts,
+        slo: SloTally | None,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -333,10 +345,11 @@ class Experiment:
             "stopped_by": timing.stopped_by if timing else "error",
             "run_duration_s": (timing.end_ns - timing.start_ns) / 1e9 if timing else None,
         }
-        goodput_ok = facts.met_slo if scenario.slo else None
+        goodput_ok = slo.met_all if slo is not None else None
         summary.update(build_summary(recorder, scheduled=scheduler.scheduled, goodput_ok=goodput_ok))
-        if slo := dict(scenario.slo):
-            summary["slo"] = slo
+        summary["load"] = _load_summary(scenario, scheduler, timing)
+        if slo is not None:
+            summary["slo"] = slo.report(summary["window"]["duration_s"])
         summary["lengths"] = length_report(facts.lengths)
         if facts.server_views:
             summary["server"] = _server_summary(facts.server_views)
@@ -427,6 +440,25 @@ def _write_sim_trace(sim: Any, out_dir: Path) -> None:
         (out_dir / SIM_TRACE).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
 
 
+async def _fetch_sim_trace(base_url: str, run_id: str, out_dir: Path) -> None:
+    """Keep a hand-started loadbench simulator's ground truth for this run beside the records.
+
+    Asks the target's origin for ``/sim/trace`` (a loopback target only: the request says nothing
+    a server on this host could misuse); a server that is not a loadbench simulator answers
+    otherwise and nothing is written. Only this run's requests (ids ``<run_id>-N``) are kept.
+    """
+    from loadbench.results.verify import SIM_TRACE, fetch_trace
+
+    try:
+        rows = await asyncio.to_thread(fetch_trace, base_url, run_id)
+    except LoadbenchError:
+        return
+    if rows:
+        import orjson
+
+        (out_dir / SIM_TRACE).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
 def _prompts(stream: Any) -> Iterator[Prompt]:
     return stream if hasattr(stream, "__next__") else iter(stream)
 
@@ -443,11 +475,9 @@ class _LengthFacts(NamedTuple):
 
 class _RunFacts:
     """The few facts the summary needs beyond the histograms, gathered per measured ``ok``
-    request: lengths against targets, server-side timings, SLO verdicts, answers to check."""
+    request: lengths against targets, server-side timings, answers to check."""
 
-    def __init__(self, slo: dict[str, float]) -> None:
-        self._slo = slo
-        self.met_slo = 0
+    def __init__(self) -> None:
         self.lengths: list[_LengthFacts] = []
         self.server_views: list[dict[str, Any]] = []
         self.answers: list[tuple[Prompt, str]] = []
@@ -464,33 +494,19 @@ class _RunFacts:
         )
         if record.server:
             self.server_views.append(record.server)
-        if self._slo and _meets(record, self._slo):
-            self.met_slo += 1
         if record.text is not None:
             self.answers.append((prompt, "".join(record.text)))
 
 
-_SLO_STAMPS = {
-    "ttft_ms": ("sent_ns", "first_token_ns"),
-    "ttft_from_schedule_ms": ("intended_ns", "first_token_ns"),
-    "e2e_ms": ("sent_ns", "end_ns"),
-    "e2e_from_schedule_ms": ("intended_ns", "end_ns"),
-}
-
-
-def _meets(record: RequestRecord, slo: dict[str, float]) -> bool:
-    for key, limit_ms in slo.items():
-        if key == "tpot_ms":
-            n = record.output_tokens_used
-            tpot_ms = (record.end_ns - record.first_token_ns) / (n - 1) / 1e6 if n > 1 and record.first_token_ns else 0
-            if tpot_ms > limit_ms:
-                return False
-            continue
-        start, end = _SLO_STAMPS[key]
-        a, b = getattr(record, start), getattr(record, end)
-        if not b or (b - a) / 1e6 > limit_ms:
-            return False
-    return True
+def _load_summary(scenario: Scenario, scheduler: Scheduler, timing: RunTiming | None) -> dict[str, Any]:
+    """The plan as run and the rate it achieved: requests scheduled per second of scheduling."""
+    span_s = (timing.scheduling_stopped_ns - timing.start_ns) / 1e9 if timing else 0.0
+    return {
+        "plan": _describe(scenario.load),
+        "scheduled": scheduler.scheduled,
+        "scheduling_s": span_s,
+        "scheduled_per_s": scheduler.scheduled / span_s if span_s > 0 else None,
+    }
 
 
 def _is_loopback(url: str) -> bool:
