@@ -216,8 +216,12 @@ class Scheduler:
     async def _run_closed(self, plan: Concurrency) -> None:
         stop = self._stop
         deadline_ns = None if stop.duration_s is None else self.start_ns + round(stop.duration_s * NS_PER_S)
-        counter = iter(range(stop.requests if stop.requests is not None else 1 << 62))
+        last_index = (stop.requests if stop.requests is not None else 1 << 62) - 1
+        counter = iter(range(last_index + 1))
         think_ns = round(plan.think_s * NS_PER_S)
+        # Set when the last request of a request limit is handed out: scheduling is over then, and
+        # the drain starts, as in the open loop (not when every user has come back).
+        all_scheduled = asyncio.Event()
 
         async def user(number: int) -> None:
             intended_ns = self.start_ns
@@ -231,6 +235,9 @@ class Scheduler:
                 if index is None:
                     self._stopped_by = self._stopped_by or "requests"
                     return
+                if index == last_index:
+                    self._stopped_by = self._stopped_by or "requests"
+                    all_scheduled.set()
                 record = self._new_record(index, intended_ns, user=number)
                 await self._one(record, self._next_prompt(), None)
                 intended_ns = _now() + think_ns
@@ -268,11 +275,15 @@ class Scheduler:
         starter = asyncio.ensure_future(start_users())
         # Wait for the users to run out of requests, the deadline, or a stop request; whichever
         # comes first. Users then finish their in-flight request (the drain) and stop.
-        waiters = [asyncio.ensure_future(all_done.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        waiters = [
+            asyncio.ensure_future(all_done.wait()),
+            asyncio.ensure_future(all_scheduled.wait()),
+            asyncio.ensure_future(self._stop_event.wait()),
+        ]
         try:
             timeout_s = None if deadline_ns is None else max(0.0, (deadline_ns - _now()) / NS_PER_S)
             await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            if not all_done.is_set() and not self._stop_event.is_set():
+            if not (all_done.is_set() or all_scheduled.is_set() or self._stop_event.is_set()):
                 self._stopped_by = self._stopped_by or "duration"
         finally:
             for waiter in waiters:
