@@ -670,7 +670,10 @@ class HttpSender:
         try:
             async with asyncio.timeout_at(first_at) as deadline:
                 async with await self._post(_SentStampPayload(body, record), headers) as resp:
-                    record.headers_ns = perf_counter_ns()
+                    protocol = resp.connection.protocol if resp.connection is not None else None
+                    # The newest arrival on the connection: the headers' bytes, or bytes that came
+                    # with or after them (the body's first stamps are never earlier).
+                    record.headers_ns = protocol.rx_ns if isinstance(protocol, _StampingHandler) else perf_counter_ns()
                     record.http_status = resp.status
                     if resp.status >= 300:
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
@@ -685,7 +688,6 @@ class HttpSender:
                             f"expected an event stream, got application/json: {error_message(raw)}",
                         )
                     content = resp.content
-                    protocol = resp.connection.protocol if resp.connection is not None else None
                     if isinstance(protocol, _StampingHandler) and self._push:
                         last_ns = await _push_body(protocol, content, decoder, parser, record, deadline, total_at)
                     else:
