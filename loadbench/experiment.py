@@ -450,7 +450,9 @@ async def _fetch_sim_trace(base_url: str, run_id: str, out_dir: Path) -> None:
     from loadbench.results.verify import SIM_TRACE, fetch_trace
 
     try:
-        rows = await asyncio.to_thread(fetch_trace, base_url, run_id)
+        # A short timeout: a target that is not a simulator, or one hung under the run's load,
+        # must not hold up the end of the run.
+        rows = await asyncio.to_thread(fetch_trace, base_url, run_id, timeout_s=3.0)
     except LoadbenchError:
         return
     if rows:

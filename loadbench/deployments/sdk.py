@@ -261,6 +261,7 @@ class OpenAISdkSender(_SdkSender):
         _ = self.client.chat.completions  # resources are imported and built on first access
         with contextlib.suppress(Exception):
             await self.client.models.list()
+        await _canned_stream(self, "openai", _OPENAI_CANNED)
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
@@ -317,6 +318,7 @@ class AnthropicSdkSender(_SdkSender):
         _ = self.client.messages
         with contextlib.suppress(Exception):
             await self.client.models.list()
+        await _canned_stream(self, "anthropic", _ANTHROPIC_CANNED)
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
@@ -362,6 +364,7 @@ class OllamaSdkSender(_SdkSender):
     async def warm(self) -> None:
         with contextlib.suppress(Exception):
             await self.client.list()
+        await _canned_stream(self, "ollama", _OLLAMA_CANNED[self.wire.api])
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
@@ -397,6 +400,77 @@ class OllamaSdkSender(_SdkSender):
         record.end_ns = last_ns or perf_counter_ns()
         if not done:
             raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+
+
+# Canned streams for the warm-up, in each dialect's shape (content, reasoning, the final record).
+_OPENAI_EVENTS = (
+    {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm",
+     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}]},
+    {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm",
+     "choices": [{"index": 0, "delta": {"reasoning_content": "hm"}, "finish_reason": "stop"}]},
+    {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm", "choices": [],
+     "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+)
+_ANTHROPIC_EVENTS = (
+    {"type": "message_start", "message": {
+        "id": "warm", "type": "message", "role": "assistant", "model": "warm", "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+     "usage": {"output_tokens": 2}},
+    {"type": "message_stop"},
+)
+_OLLAMA_CHAT = (
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "message": {"role": "assistant", "content": "hi"},
+     "done": False},
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "message": {"role": "assistant", "content": ""},
+     "done": True, "done_reason": "stop", "eval_count": 1, "prompt_eval_count": 1},
+)
+_OLLAMA_GENERATE = (
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "response": "hi", "done": False},
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "response": "", "done": True, "eval_count": 1},
+)
+
+_OPENAI_CANNED = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in _OPENAI_EVENTS) + b"data: [DONE]\n\n"
+_ANTHROPIC_CANNED = b"".join(
+    b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in _ANTHROPIC_EVENTS
+)
+_OLLAMA_CANNED = {
+    "chat": b"".join(orjson.dumps(e) + b"\n" for e in _OLLAMA_CHAT),
+    "generate": b"".join(orjson.dumps(e) + b"\n" for e in _OLLAMA_GENERATE),
+}
+
+
+async def _canned_stream(sender: _SdkSender, sdk_name: str, body: bytes) -> RequestRecord | None:
+    """Send one request through the SDK's whole streaming path to a canned local answer.
+
+    An SDK does work once per process on its first streamed request: resolving the request
+    parameters' types, building its event models' schemas (~15-20 ms for openai's chat chunks),
+    which would otherwise land inside the first measured TTFT. A copy of the sender on an SDK
+    client whose transport answers in memory (nothing leaves this process, no server sees it) runs
+    a request of the run's own shape once, so those caches are ready. Best effort: without it the
+    first request merely pays. Returns the canned request's record, or ``None`` if it failed.
+    """
+    try:
+        hx = _httpx_module(sdk_name) if sdk_name != "ollama" else _import("httpx")
+        kind = "application/x-ndjson" if sdk_name == "ollama" else "text/event-stream"
+        transport = hx.MockTransport(lambda request: hx.Response(200, headers={"content-type": kind}, content=body))
+        sdk = _import(sdk_name)
+        if sdk_name == "ollama":
+            client = sdk.AsyncClient(host="http://warm.invalid", transport=transport)
+        else:
+            factory = sdk.AsyncAnthropic if sdk_name == "anthropic" else sdk.AsyncOpenAI
+            http_client = hx.AsyncClient(transport=transport)
+            client = factory(api_key="warm", base_url="http://warm.invalid/v1", max_retries=0, http_client=http_client)
+        copy = type(sender)(client, sender.wire, sender.timeouts)
+        record = RequestRecord(index=-1, request_id="warm", intended_ns=perf_counter_ns())
+        await copy.send(Prompt.user("warm", max_output_tokens=2), record)
+        return record
+    except Exception:
+        return None
 
 
 class _WireStamps:

@@ -70,7 +70,7 @@ def trace_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def fetch_trace(url: str, run_id: str | None = None) -> list[dict[str, Any]]:
+def fetch_trace(url: str, run_id: str | None = None, *, timeout_s: float = _FETCH_TIMEOUT_S) -> list[dict[str, Any]]:
     """A running simulator's ground truth, fetched from ``url`` (see ``trace_url``); with
     ``run_id``, only that run's requests (ids ``<run_id>-N``).
 
@@ -81,7 +81,7 @@ def fetch_trace(url: str, run_id: str | None = None) -> list[dict[str, Any]]:
     try:
         # No proxy: the simulator is on this host, and a proxy from the environment would not reach it.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(endpoint, timeout=_FETCH_TIMEOUT_S) as resp:
+        with opener.open(endpoint, timeout=timeout_s) as resp:
             data = resp.read()
             kind = resp.headers.get_content_type()
     except urllib.error.HTTPError as exc:
