@@ -5,7 +5,7 @@ server with 8 slots. For each, loadbench's client-side TTFT and decode rate besi
 timings from each stream's final `timings` record (prompt_ms: prefill time; predicted_per_second:
 decode rate), so the client's view and the engine's view can be read side by side.
 
-    python -m loadbench engine build     # once (minutes), cached in the user's cache directory
+    loadbench engine build     # once (minutes), cached in the user's cache directory
     python benchmarks/llamacpp_decode.py [--requests-per-user 6]
 """
 
@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--concurrency", default="1,4,8")
     ns = p.parse_args()
     if find_llama_server() is None:
-        raise SystemExit("llama-server is not built: run `python -m loadbench engine build` first")
+        raise SystemExit("llama-server is not built: run `loadbench engine build` first")
     out = Path(tempfile.mkdtemp(prefix="loadbench-llamacpp-"))
     levels = [int(c) for c in ns.concurrency.split(",")]
     with LlamaServer(tiny_model_path(), n_parallel=max(levels), n_ctx=1024 * max(levels)) as server:

@@ -57,7 +57,7 @@ def _target(kind: str) -> Iterator[tuple[str, str]]:
     from loadbench.engines.llamacpp import LlamaServer, find_llama_server
 
     if find_llama_server() is None:
-        raise SystemExit("llama-server is not built: python -m loadbench.engines.llamacpp build")
+        raise SystemExit("llama-server is not built: loadbench engine build")
     with LlamaServer(n_ctx=8192, n_parallel=1) as server:
         yield server.base_url, "llama-server (tiny random-weight model)"
 

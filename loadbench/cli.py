@@ -1,11 +1,14 @@
 """The command line: the only module that parses argv, prints and exits.
 
-    python -m loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N]
-                                    [--out DIR [--force]] [--seed N] [--quiet] [--json]
-    python -m loadbench sim [--port N] [knobs]        run the embedded simulator by hand
-    python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
-    python -m loadbench report RUN_DIR                print a finished run's summary
-    python -m loadbench engine build|path|serve       build / locate / serve llama.cpp's llama-server
+    loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N] [--rate R]
+                          [--arrivals poisson|constant|gamma:CV] [--concurrency N]
+                          [--max-concurrency N] [--out DIR [--force]] [--seed N] [--quiet] [--json]
+    loadbench sim [--port N] [knobs]              run the embedded simulator by hand
+    loadbench verify RUN_DIR [--trace FILE|URL]   compare a run with the simulator's ground truth
+    loadbench report RUN_DIR                      print a finished run's summary
+    loadbench engine build|path|serve             build / locate / serve llama.cpp's llama-server
+
+``python -m loadbench ...`` is the same command.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from loadbench.errors import LoadbenchError, RunAborted
 
 EXIT_USAGE = 2
+EXIT_NO_COMPLETED = 3  # the run finished but no measured request completed
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -29,22 +33,23 @@ Balanced, Decode), the deployment (Local, Remote), reasoning, quant, the load pl
 (Concurrency, Constant, Poisson, Gamma, Burst, Ramp), the stop rule and the target.
 Shipped scenarios target the embedded simulator, so they run with no model server.
 
-Other commands:
-  loadbench sim [--port N] [...]         run the embedded simulator by hand (see `sim --help`)
-  loadbench verify RUN_DIR [--trace T]   client stamps against the simulator's ground truth
-  loadbench report RUN_DIR               print the summary of a finished run
-  loadbench engine build|path|serve      build, locate or serve llama.cpp's llama-server
+Other commands (`python -m loadbench ...` is the same):
+  loadbench sim [--port N] [...]              run the embedded simulator by hand (see `sim --help`)
+  loadbench verify RUN_DIR [--trace FILE|URL] client stamps against the simulator's ground truth
+  loadbench report RUN_DIR                    print the summary of a finished run
+  loadbench engine build|path|serve           build, locate or serve llama.cpp's llama-server
 
 Results go to results/<scenario>-<UTC time>/ (or --out, which must be new or empty unless
 --force): run.json, requests.jsonl, metrics.hlog, summary.json, energy.csv. Exit codes: 0 done,
-2 bad input or target, or a run stopped early (its simulator died, its disk filled), 130
-interrupted (results are still written either way).
+2 bad input or target, or a run stopped early (its simulator died, its disk filled), 3 no
+measured request completed, 130 interrupted (results are still written either way).
+Metric definitions: docs/metrics.md.
 """
 
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m loadbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="loadbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("scenario", metavar="SCENARIO.py", help="the scenario file to run")
     p.add_argument(
@@ -55,6 +60,21 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, metavar="S", help="stop scheduling after S seconds")
     p.add_argument("--requests", type=int, metavar="N", help="stop after N requests")
+    load = p.add_argument_group("load (replaces the scenario's load plan)")
+    load.add_argument("--rate", type=float, metavar="R", help="open loop at R requests/s (Poisson unless --arrivals)")
+    load.add_argument(
+        "--arrivals",
+        metavar="poisson|constant|gamma:CV",
+        help="the arrival process for --rate: Poisson (default), evenly spaced, or gamma gaps with "
+        "coefficient of variation CV (above 1 burstier)",
+    )
+    load.add_argument("--concurrency", type=int, metavar="N", help="closed loop: N users, each sending when answered")
+    load.add_argument(
+        "--max-concurrency",
+        type=int,
+        metavar="N",
+        help="cap requests in flight (open loop; waiting for a slot shows as dispatch lag)",
+    )
     p.add_argument(
         "--out", metavar="DIR",
         help="the run directory (default results/<scenario>-<UTC time>); refused if it holds anything",
@@ -105,14 +125,30 @@ def _run(argv: list[str]) -> int:
         parser.error(f"--duration must be > 0 seconds, got {ns.duration}")
     if ns.requests is not None and ns.requests <= 0:
         parser.error(f"--requests must be > 0, got {ns.requests}")
+    if not Path(ns.scenario).is_file():  # before importing the harness, so the answer is instant
+        from loadbench.errors import ScenarioError
+
+        raise ScenarioError(f"{ns.scenario}: scenario file not found")
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
+    from loadbench.load.overrides import Arrivals, override_load
     from loadbench.results.report import summary_renderable
     from loadbench.scenario import load_scenario
+
+    arrivals = Arrivals.parse(ns.arrivals) if ns.arrivals is not None else None
     scenario = load_scenario(ns.scenario).with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed,
         overwrite=ns.force or None,
     )
+    load = override_load(
+        scenario.load,
+        rate_per_s=ns.rate,
+        arrivals=arrivals,
+        concurrency=ns.concurrency,
+        max_concurrency=ns.max_concurrency,
+    )
+    if load is not scenario.load:
+        scenario = scenario.replace(load=load)
     out = _console(stderr=ns.json)
     err = _console(stderr=True)
     live = None if ns.quiet or not err.is_terminal else _LiveProgress(err)
@@ -139,7 +175,21 @@ def _run(argv: list[str]) -> int:
     elif not ns.quiet:
         out.print(summary_renderable(result.summary))
         out.print(f"results: {result.path}")
-    return EXIT_INTERRUPTED if result.run.get("status") == "interrupted" else 0
+    if result.run.get("status") == "interrupted":
+        return EXIT_INTERRUPTED
+    requests = result.summary["requests"]
+    if not requests["measured_completed"]:
+        errors = ", ".join(f"{k}={v}" for k, v in requests["errors"].items()) or "none"
+        measured = sum(requests["by_phase"].get("measured", {}).values())
+        outside = requests["scheduled"] - measured
+        aside = f"; {outside} in the warm-up or cool-down, not measured" if outside else ""
+        print(
+            f"loadbench: no measured request completed ({requests['failed']} failed, "
+            f"{requests['cancelled']} cancelled; errors: {errors}{aside}); results in {result.path}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_COMPLETED
+    return 0
 
 
 def _console(*, stderr: bool = False) -> object:
@@ -161,14 +211,17 @@ class _Observer:
         self._quiet = quiet
 
     def target_ready(self, target: object, out_dir: Path) -> None:
+        """Called once the target has passed its checks and the run directory exists; ``target``
+        names the model actually sent (after presets, quant and reasoning, or the server's own)."""
         kind = target.kind  # type: ignore[attr-defined]
         url = target.describe()["base_url"]  # type: ignore[attr-defined]
+        sent = f"{target.dialect} dialect, model {target.model}"  # type: ignore[attr-defined]
         if kind == "sim":
-            where = f"embedded simulator at {url} (no model server needed; --target URL measures a real one)"
+            where = f"embedded simulator at {url} ({sent}; no model server needed, --target URL measures a real one)"
         elif kind == "url":
-            where = f"{url} ({target.dialect} dialect, model {target.model})"  # type: ignore[attr-defined]
+            where = f"{url} ({sent})"
         else:
-            where = f"the deployment's own endpoint {url} ({target.dialect} dialect, model {target.model})"  # type: ignore[attr-defined]
+            where = f"the deployment's own endpoint {url} ({sent})"
         self._console.print(f"loadbench: target: {where}; results in {out_dir}")  # type: ignore[attr-defined]
         if self._live is not None:
             self._live.start()
@@ -240,7 +293,7 @@ def _report(argv: list[str]) -> int:
     from loadbench.results.report import summary_renderable
 
     p = argparse.ArgumentParser(
-        prog="python -m loadbench report",
+        prog="loadbench report",
         description="Print a finished run's summary (rebuilt from requests.jsonl if summary.json is missing).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")

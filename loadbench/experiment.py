@@ -34,11 +34,12 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
-from loadbench.errors import RunAborted
+from loadbench.errors import LoadbenchError, RunAborted
 from loadbench.load.plans import Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import Recorder, Snapshot
+from loadbench.metrics.slo import SloTally
 from loadbench.metrics.summary import build_summary
 from loadbench.results.run import RunResult
 from loadbench.results.run_dir import (
@@ -173,7 +174,6 @@ class Experiment:
         try:
             with contextlib.ExitStack() as stack:
                 target, sim = self._resolve_target(scenario, stack, out_dir)
-                observer.target_ready(target, out_dir)
                 meter = self._energy_meter(scenario, stack)
                 if meter is not None:
                     meter.stream_csv(out_dir / "energy.csv")
@@ -186,6 +186,8 @@ class Experiment:
             release_reserve(out_dir)
             if sim is not None:  # closed now, so its ground truth is complete
                 _write_sim_trace(sim, out_dir)
+        if sim is None and _is_loopback(target.base_url):  # a simulator started by hand keeps its trace
+            await _fetch_sim_trace(target.base_url, result.run["run_id"], out_dir)
         return result
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -262,21 +264,26 @@ class Experiment:
         recorder = Recorder()
         stream = _open_stream(scenario, target)
         observe = getattr(stream, "observe", None)
-        facts = _RunFacts(dict(scenario.slo))
+        facts = _RunFacts()
+        slo = SloTally(scenario.slo) if scenario.slo else None
         lengths = lengths_plan(stream, scenario.stop, users=_pool_size(scenario))
         if lengths is not None:
             run_info["lengths"] = lengths
             _note(observer, lengths["note"])
 
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
-            # The model actually sent (a preset resolved, or the server's own model picked).
+            # The model actually sent (a preset resolved with the run's quant and reasoning, or
+            # the server's own model picked), known only now that the target has been asked.
             sent_model = getattr(getattr(sender, "wire", None), "model", None)
-            if sent_model and sent_model != target.model:
+            if sent_model:
                 target = dataclasses.replace(target, model=sent_model)
                 run_info["target"] = target.describe()
+                deployment_info = run_info["scenario"]["deployment"]
+                deployment_info["tag" if "tag" in deployment_info else "model"] = sent_model
             # run.json is written only once the target has passed its checks: a run without it
             # never started, and its directory is removed.
             write_json(out_dir / "run.json", run_info)
+            observer.target_ready(target, out_dir)  # announced once it exists and the target answered
             aborted: list[str] = []  # why the run had to stop early, in order
             scheduler: Scheduler | None = None
 
@@ -301,8 +308,11 @@ class Experiment:
                 writer.add(record)
                 if observe is not None:
                     observe(prompt, record)
-                if record.phase == "measured" and record.status == "ok":
-                    facts.add(record, prompt)
+                if record.phase == "measured":
+                    if slo is not None:
+                        slo.add(record)
+                    if record.status == "ok":
+                        facts.add(record, prompt)
 
             scheduler = Scheduler(
                 plan=scenario.load,
@@ -354,7 +364,7 @@ class Experiment:
 
         try:
             release_reserve(out_dir)  # its room is for what follows, should the disk be full
-            summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+            summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts, slo)
             if scraped is not None:
                 summary["server_metrics"] = scraped
             if lengths is not None:
@@ -405,6 +415,7 @@ class Experiment:
         timing: RunTiming | None,
         meter: Any,
         facts: _RunFacts,
+        slo: SloTally | None,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -412,10 +423,11 @@ class Experiment:
             "stopped_by": timing.stopped_by if timing else "error",
             "run_duration_s": (timing.end_ns - timing.start_ns) / 1e9 if timing else None,
         }
-        goodput_ok = facts.met_slo if scenario.slo else None
+        goodput_ok = slo.met_all if slo is not None else None
         summary.update(build_summary(recorder, scheduled=scheduler.scheduled, goodput_ok=goodput_ok))
-        if slo := dict(scenario.slo):
-            summary["slo"] = slo
+        summary["load"] = _load_summary(scenario, scheduler, timing)
+        if slo is not None:
+            summary["slo"] = slo.report(summary["window"]["duration_s"])
         summary["lengths"] = length_report(facts.length_facts())
         if facts.server_views:
             summary["server"] = _server_summary(facts.server_views)
@@ -534,6 +546,27 @@ def _write_sim_trace(sim: Any, out_dir: Path) -> None:
         (out_dir / SIM_TRACE).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
 
 
+async def _fetch_sim_trace(base_url: str, run_id: str, out_dir: Path) -> None:
+    """Keep a hand-started loadbench simulator's ground truth for this run beside the records.
+
+    Asks the target's origin for ``/sim/trace`` (a loopback target only: the request says nothing
+    a server on this host could misuse); a server that is not a loadbench simulator answers
+    otherwise and nothing is written. Only this run's requests (ids ``<run_id>-N``) are kept.
+    """
+    from loadbench.results.verify import SIM_TRACE, fetch_trace
+
+    try:
+        # A short timeout: a target that is not a simulator, or one hung under the run's load,
+        # must not hold up the end of the run.
+        rows = await asyncio.to_thread(fetch_trace, base_url, run_id, timeout_s=3.0)
+    except LoadbenchError:
+        return
+    if rows:
+        import orjson
+
+        (out_dir / SIM_TRACE).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
 def _prompts(stream: Any) -> Iterator[Prompt]:
     return stream if hasattr(stream, "__next__") else iter(stream)
 
@@ -550,11 +583,9 @@ class _LengthFacts(NamedTuple):
 
 class _RunFacts:
     """The few facts the summary needs beyond the histograms, gathered per measured ``ok``
-    request: lengths against targets, server-side timings, SLO verdicts, answers to check."""
+    request: lengths against targets, server-side timings, answers to check."""
 
-    def __init__(self, slo: dict[str, float]) -> None:
-        self._slo = slo
-        self.met_slo = 0
+    def __init__(self) -> None:
         # Target and counted lengths, four machine integers per request (-1: none), so what the
         # run keeps per request stays at 32 bytes: a tuple of boxed ints cost ~5x that.
         self._lengths = array("q")
@@ -576,33 +607,19 @@ class _RunFacts:
         self.indices.append(record.index)
         if record.server:
             self.server_views.append(record.server)
-        if self._slo and _meets(record, self._slo):
-            self.met_slo += 1
         if record.text is not None:
             self.answers.append((prompt, "".join(record.text)))
 
 
-_SLO_STAMPS = {
-    "ttft_ms": ("sent_ns", "first_token_ns"),
-    "ttft_from_schedule_ms": ("intended_ns", "first_token_ns"),
-    "e2e_ms": ("sent_ns", "end_ns"),
-    "e2e_from_schedule_ms": ("intended_ns", "end_ns"),
-}
-
-
-def _meets(record: RequestRecord, slo: dict[str, float]) -> bool:
-    for key, limit_ms in slo.items():
-        if key == "tpot_ms":
-            n = record.output_tokens_used
-            tpot_ms = (record.end_ns - record.first_token_ns) / (n - 1) / 1e6 if n > 1 and record.first_token_ns else 0
-            if tpot_ms > limit_ms:
-                return False
-            continue
-        start, end = _SLO_STAMPS[key]
-        a, b = getattr(record, start), getattr(record, end)
-        if not b or (b - a) / 1e6 > limit_ms:
-            return False
-    return True
+def _load_summary(scenario: Scenario, scheduler: Scheduler, timing: RunTiming | None) -> dict[str, Any]:
+    """The plan as run and the rate it achieved: requests scheduled per second of scheduling."""
+    span_s = (timing.scheduling_stopped_ns - timing.start_ns) / 1e9 if timing else 0.0
+    return {
+        "plan": _describe(scenario.load),
+        "scheduled": scheduler.scheduled,
+        "scheduling_s": span_s,
+        "scheduled_per_s": scheduler.scheduled / span_s if span_s > 0 else None,
+    }
 
 
 def _is_loopback(url: str) -> bool:

@@ -612,11 +612,11 @@ class _SentStampPayload(BytesPayload):
         self._record = record
 
     async def write(self, writer: Any) -> None:
-        self._record.sent_ns = perf_counter_ns()
+        self._record.sent_ns = self._record.written_ns = perf_counter_ns()
         await super().write(writer)
 
     async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        self._record.sent_ns = perf_counter_ns()
+        self._record.sent_ns = self._record.written_ns = perf_counter_ns()
         await super().write_with_length(writer, content_length)
 
 
@@ -754,6 +754,10 @@ class HttpSender:
         try:
             async with asyncio.timeout_at(first_at) as deadline:
                 async with await self._post(_SentStampPayload(body, record), headers) as resp:
+                    protocol = resp.connection.protocol if resp.connection is not None else None
+                    # The newest arrival on the connection: the headers' bytes, or bytes that came
+                    # with or after them (the body's first stamps are never earlier).
+                    record.headers_ns = protocol.rx_ns if isinstance(protocol, _StampingHandler) else perf_counter_ns()
                     record.http_status = resp.status
                     record.content_type = resp.content_type
                     if resp.status >= 300:
@@ -766,7 +770,6 @@ class HttpSender:
                         record.end_ns = perf_counter_ns()
                         raise wrong_content_type(resp.status, resp.content_type, self.wire.framing, raw, self.secret)
                     content = resp.content
-                    protocol = resp.connection.protocol if resp.connection is not None else None
                     if isinstance(protocol, _StampingHandler) and self._push:
                         last_ns = await _push_body(protocol, content, decoder, parser, record, deadline, total_at)
                     else:

@@ -7,6 +7,14 @@ same record fields as the aiohttp path, so the two can be compared. Each SDK get
 concurrency), no SDK retries, and only a connect timeout: the per-request deadlines are ours, as
 on the aiohttp path. SDK exceptions become ``RequestFailed`` in one place, ``translate_sdk``.
 
+Stamps: ``sent`` is when the request's bytes start to be written to the connection, seen through
+httpcore's ``trace`` extension (attached to each request by an httpx request hook), as the aiohttp
+path stamps the body's hand-over; building the request in the SDK and opening a connection count
+as dispatch lag, not latency. ``headers_ns`` is when the response headers were read. Token stamps
+are taken when the SDK yields a parsed chunk, so its parsing is inside TTFT and ITL: that is real
+for an SDK user. Opening a sender warms the client (its lazily built resources and one pooled
+connection, through a model listing) so the first measured request does not pay for them.
+
 The SDKs are imported lazily; without them, choosing ``client="sdk"`` is a ``ConfigError`` naming
 the ``sdk`` extra.
 """
@@ -14,6 +22,7 @@ the ``sdk`` extra.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import json
@@ -54,8 +63,9 @@ _OPENAI_ARGS = frozenset(
     }
 )
 
-# The request id of the request being sent in this task, for SDKs with no per-request headers.
-_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("loadbench_request_id", default=None)
+# The record of the request being sent in this task: the httpx request hook reads it to add the
+# request-id header (the ollama SDK has no per-request headers) and to stamp the write.
+_RECORD: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar("loadbench_record", default=None)
 
 
 def _import(name: str) -> Any:
@@ -80,6 +90,7 @@ def _sdk_http_client(sdk_name: str, settings: ClientSettings) -> Any:
     return sdk.DefaultAsyncHttpxClient(
         limits=hx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0),
         timeout=hx.Timeout(None, connect=settings.timeouts.connect_s),
+        event_hooks={"request": [_on_request]},
     )
 
 
@@ -203,6 +214,7 @@ class _SdkSender:
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         first_at, total_at = deadlines(record, self.timeouts)
         state = [False]  # responded
+        token = _RECORD.set(record)
         try:
             async with asyncio.timeout_at(first_at) as deadline:
                 await self._stream(prompt, record, deadline, total_at, state)
@@ -218,6 +230,12 @@ class _SdkSender:
                 secret=self.secret,
             )
             raise failed from exc
+        finally:
+            _RECORD.reset(token)
+
+    async def warm(self) -> None:
+        """Build what the SDK builds on first use and open one pooled connection, before the
+        measured run; best effort (the target has passed its checks already)."""
 
     async def _stream(
         self,
@@ -238,6 +256,12 @@ class OpenAISdkSender(_SdkSender):
     """
 
     wire: OpenAIWire
+
+    async def warm(self) -> None:
+        _ = self.client.chat.completions  # resources are imported and built on first access
+        with contextlib.suppress(Exception):
+            await self.client.models.list()
+        await _canned_stream(self, "openai", _OPENAI_CANNED)
 
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
@@ -290,6 +314,12 @@ class AnthropicSdkSender(_SdkSender):
 
     wire: AnthropicWire
 
+    async def warm(self) -> None:
+        _ = self.client.messages
+        with contextlib.suppress(Exception):
+            await self.client.models.list()
+        await _canned_stream(self, "anthropic", _ANTHROPIC_CANNED)
+
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
         body.pop("stream", None)
@@ -331,50 +361,147 @@ class OllamaSdkSender(_SdkSender):
 
     wire: OllamaWire
 
+    async def warm(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.list()
+        await _canned_stream(self, "ollama", _OLLAMA_CANNED[self.wire.api])
+
     async def _stream(self, prompt, record, deadline, total_at, state) -> None:
         body = self.wire.body(prompt)
         body.pop("stream", None)
         chat = self.wire.api == "chat"
-        token = _REQUEST_ID.set(record.request_id)
-        try:
-            method = self.client.chat if chat else self.client.generate
-            parts = await method(stream=True, **body)
-            done = False
-            waiting_first = True
-            last_ns = 0
-            async for part in parts:
-                last_ns = perf_counter_ns()
-                state[0] = True
-                if chat:
-                    message = part.message
-                    content = message.content if message is not None else None
-                    thinking = message.thinking if message is not None else None
-                else:
-                    content = part.response
-                    thinking = part.thinking
-                if content:
-                    record.token(last_ns)
-                    if record.text is not None:
-                        record.text.append(content)
-                elif thinking:
-                    record.token(last_ns, reasoning=True)
-                if part.done:
-                    done = True
-                    apply_done(record, part.model_dump(exclude_none=True))
-                if waiting_first and record.first_token_ns:
-                    waiting_first = False
-                    deadline.reschedule(total_at)
-        finally:
-            _REQUEST_ID.reset(token)
+        method = self.client.chat if chat else self.client.generate
+        parts = await method(stream=True, **body)
+        done = False
+        waiting_first = True
+        last_ns = 0
+        async for part in parts:
+            last_ns = perf_counter_ns()
+            state[0] = True
+            if chat:
+                message = part.message
+                content = message.content if message is not None else None
+                thinking = message.thinking if message is not None else None
+            else:
+                content = part.response
+                thinking = part.thinking
+            if content:
+                record.token(last_ns)
+                if record.text is not None:
+                    record.text.append(content)
+            elif thinking:
+                record.token(last_ns, reasoning=True)
+            if part.done:
+                done = True
+                apply_done(record, part.model_dump(exclude_none=True))
+            if waiting_first and record.first_token_ns:
+                waiting_first = False
+                deadline.reschedule(total_at)
         record.end_ns = last_ns or perf_counter_ns()
         if not done:
             raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
 
 
-async def _add_request_id(request: httpx.Request) -> None:
-    request_id = _REQUEST_ID.get()
-    if request_id is not None:
-        request.headers[REQUEST_ID_HEADER] = request_id
+# Canned streams for the warm-up, in each dialect's shape (content, reasoning, the final record).
+_OPENAI_EVENTS = (
+    {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm",
+     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}]},
+    {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm",
+     "choices": [{"index": 0, "delta": {"reasoning_content": "hm"}, "finish_reason": "stop"}]},
+    {"id": "warm", "object": "chat.completion.chunk", "created": 0, "model": "warm", "choices": [],
+     "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+)
+_ANTHROPIC_EVENTS = (
+    {"type": "message_start", "message": {
+        "id": "warm", "type": "message", "role": "assistant", "model": "warm", "content": [],
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 0}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hm"}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+     "usage": {"output_tokens": 2}},
+    {"type": "message_stop"},
+)
+_OLLAMA_CHAT = (
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "message": {"role": "assistant", "content": "hi"},
+     "done": False},
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "message": {"role": "assistant", "content": ""},
+     "done": True, "done_reason": "stop", "eval_count": 1, "prompt_eval_count": 1},
+)
+_OLLAMA_GENERATE = (
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "response": "hi", "done": False},
+    {"model": "warm", "created_at": "2025-01-01T00:00:00Z", "response": "", "done": True, "eval_count": 1},
+)
+
+_OPENAI_CANNED = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in _OPENAI_EVENTS) + b"data: [DONE]\n\n"
+_ANTHROPIC_CANNED = b"".join(
+    b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in _ANTHROPIC_EVENTS
+)
+_OLLAMA_CANNED = {
+    "chat": b"".join(orjson.dumps(e) + b"\n" for e in _OLLAMA_CHAT),
+    "generate": b"".join(orjson.dumps(e) + b"\n" for e in _OLLAMA_GENERATE),
+}
+
+
+async def _canned_stream(sender: _SdkSender, sdk_name: str, body: bytes) -> RequestRecord | None:
+    """Send one request through the SDK's whole streaming path to a canned local answer.
+
+    An SDK does work once per process on its first streamed request: resolving the request
+    parameters' types, building its event models' schemas (~15-20 ms for openai's chat chunks),
+    which would otherwise land inside the first measured TTFT. A copy of the sender on an SDK
+    client whose transport answers in memory (nothing leaves this process, no server sees it) runs
+    a request of the run's own shape once, so those caches are ready. Best effort: without it the
+    first request merely pays. Returns the canned request's record, or ``None`` if it failed.
+    """
+    try:
+        hx = _httpx_module(sdk_name) if sdk_name != "ollama" else _import("httpx")
+        kind = "application/x-ndjson" if sdk_name == "ollama" else "text/event-stream"
+        transport = hx.MockTransport(lambda request: hx.Response(200, headers={"content-type": kind}, content=body))
+        sdk = _import(sdk_name)
+        if sdk_name == "ollama":
+            client = sdk.AsyncClient(host="http://warm.invalid", transport=transport)
+        else:
+            factory = sdk.AsyncAnthropic if sdk_name == "anthropic" else sdk.AsyncOpenAI
+            http_client = hx.AsyncClient(transport=transport)
+            client = factory(api_key="warm", base_url="http://warm.invalid/v1", max_retries=0, http_client=http_client)
+        copy = type(sender)(client, sender.wire, sender.timeouts)
+        record = RequestRecord(index=-1, request_id="warm", intended_ns=perf_counter_ns())
+        await copy.send(Prompt.user("warm", max_output_tokens=2), record)
+        return record
+    except Exception:
+        return None
+
+
+class _WireStamps:
+    """httpcore's ``trace`` callback for one request: stamps the write and the response headers.
+
+    httpcore reports each step of a request by name (``http11.send_request_headers.started`` when
+    it starts writing the request, ``http11.receive_response_headers.complete`` once the headers
+    are read). Only the first write is stamped: a request httpcore retries on a stale pooled
+    connection keeps its first ``sent``, as on the aiohttp path.
+    """
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: RequestRecord) -> None:
+        self.record = record
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_headers.started"):
+            record = self.record
+            if not record.written_ns:
+                record.sent_ns = record.written_ns = perf_counter_ns()
+        elif event.endswith("receive_response_headers.complete"):
+            self.record.headers_ns = perf_counter_ns()
+
+
+async def _on_request(request: httpx.Request) -> None:
+    """httpx request hook: the request-id header, and the write stamps, for the task's record."""
+    record = _RECORD.get()
+    if record is not None:
+        request.headers[REQUEST_ID_HEADER] = record.request_id
+        request.extensions = {**request.extensions, "trace": _WireStamps(record)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,6 +538,7 @@ async def open_remote_sdk(
                 default_headers={"User-Agent": USER_AGENT},
             )
             sender = OpenAISdkSender(client, wire, settings.timeouts, key)
+        await sender.warm()
         yield sender
     finally:
         await http_client.aclose()
@@ -426,9 +554,11 @@ async def open_ollama_sdk(wire: OllamaWire, base_url: str, settings: ClientSetti
         host=base_url,
         timeout=httpx.Timeout(None, connect=settings.timeouts.connect_s),
         limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=60.0),
-        event_hooks={"request": [_add_request_id]},
+        event_hooks={"request": [_on_request]},
     )
     try:
-        yield OllamaSdkSender(client, wire, settings.timeouts)
+        sender = OllamaSdkSender(client, wire, settings.timeouts)
+        await sender.warm()
+        yield sender
     finally:
         await client._client.aclose()

@@ -41,9 +41,9 @@ class NvmlSource:
         nvml = self._nvml
         if nvml is None:
             try:
-                import pynvml as nvml  # optional dependency, loaded only when asked for
+                import pynvml as nvml  # a dependency, but imported only when NVML is asked for
             except ImportError:
-                raise SourceUnavailable("nvidia-ml-py is not installed (pip install 'loadbench[energy]')") from None
+                raise SourceUnavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)") from None
             self._nvml = nvml
         try:
             nvml.nvmlInit()

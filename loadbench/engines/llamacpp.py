@@ -9,7 +9,7 @@ No prebuilt binary or model can be downloaded where this project runs, so:
   (:mod:`loadbench.engines.tiny_gguf`) that never stops before ``max_tokens``;
 * :class:`LlamaServer` runs the binary on a free 127.0.0.1 port and stops it.
 
-Command line: ``python -m loadbench.engines.llamacpp build|path|model|serve``.
+Command line: ``loadbench engine build|path|model|serve`` (``python -m loadbench.engines.llamacpp`` is an alias).
 """
 
 from __future__ import annotations
@@ -476,7 +476,7 @@ class LlamaServer:
             self.binary = find_llama_server()
             if self.binary is None:
                 raise LlamaServerError(
-                    f"no llama-server binary: run `python -m loadbench.engines.llamacpp build` or set ${_ENV_BINARY}"
+                    f"no llama-server binary: run `loadbench engine build` or set ${_ENV_BINARY}"
                 )
         if self.model_path is None:
             self.model_path = tiny_model_path()
@@ -603,7 +603,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     build or start fails.
     """
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m loadbench.engines.llamacpp",
+        prog=prog or "loadbench engine",
         description="Build and run llama.cpp's llama-server with a tiny local test model.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -660,4 +660,4 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m loadbench.engines.llamacpp"))

@@ -48,6 +48,16 @@ _WATCH_STOP_NS = 50_000_000
 # (a prompt stream still learning lengths says 0) caps it further.
 _PROMPT_BUFFER = 128
 _REFILL_BATCH = 8
+# Closed-loop users are started in batches of this many, yielding between batches, so the first
+# users are sending while the rest are still being created (creating 100,000 tasks takes ~1 s).
+_USER_BATCH = 256
+
+_CANCELLED_WHILE = {
+    "queued": "waiting for a concurrency slot",
+    "connecting": "connecting (the request was not yet written)",
+    "waiting_first_token": "waiting for the first token",
+    "streaming": "streaming (the response had not ended)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +236,12 @@ class Scheduler:
     async def _run_closed(self, plan: Concurrency) -> None:
         stop = self._stop
         deadline_ns = None if stop.duration_s is None else self.start_ns + round(stop.duration_s * NS_PER_S)
-        counter = iter(range(stop.requests if stop.requests is not None else 1 << 62))
+        last_index = (stop.requests if stop.requests is not None else 1 << 62) - 1
+        counter = iter(range(last_index + 1))
         think_ns = round(plan.think_s * NS_PER_S)
+        # Set when the last request of a request limit is handed out: scheduling is over then, and
+        # the drain starts, as in the open loop (not when every user has come back).
+        all_scheduled = asyncio.Event()
 
         async def user(number: int) -> None:
             intended_ns = self.start_ns
@@ -241,32 +255,61 @@ class Scheduler:
                 if index is None:
                     self._stopped_by = self._stopped_by or "requests"
                     return
+                if index == last_index:
+                    self._stopped_by = self._stopped_by or "requests"
+                    all_scheduled.set()
                 record = self._new_record(index, intended_ns, user=number)
                 await self._one(record, self._next_prompt(), None)
                 intended_ns = _now() + think_ns
                 if think_ns and not await self._sleep_until(intended_ns):
                     return
 
-        users = [asyncio.create_task(user(n)) for n in range(plan.users)]
-        self._tasks.update(users)
+        # Users are counted out as they finish, so waiting for them costs nothing per user (an
+        # ``asyncio.wait`` over every user's task would walk all of them at each wake-up).
+        live = 0
+        all_started = False
+        all_done = asyncio.Event()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            nonlocal live
+            self._tasks.discard(task)
+            live -= 1
+            if live == 0 and all_started:
+                all_done.set()
+
+        async def start_users() -> None:
+            nonlocal live, all_started
+            for n in range(plan.users):
+                if self._stop_event.is_set() or self._stopped_by == "requests":
+                    break  # the run is over (or out of requests) before this user's turn
+                task = asyncio.create_task(user(n))
+                live += 1
+                self._tasks.add(task)
+                task.add_done_callback(finished)
+                if n % _USER_BATCH == _USER_BATCH - 1:
+                    await asyncio.sleep(0)  # let the users already made start sending
+            all_started = True
+            if live == 0:
+                all_done.set()
+
+        starter = asyncio.ensure_future(start_users())
         # Wait for the users to run out of requests, the deadline, or a stop request; whichever
         # comes first. Users then finish their in-flight request (the drain) and stop.
-        stop_waiter = asyncio.ensure_future(self._stop_event.wait())
+        waiters = [
+            asyncio.ensure_future(all_done.wait()),
+            asyncio.ensure_future(all_scheduled.wait()),
+            asyncio.ensure_future(self._stop_event.wait()),
+        ]
         try:
-            while not all(u.done() for u in users):
-                timeout_s = None if deadline_ns is None else max(0.0, (deadline_ns - _now()) / NS_PER_S)
-                await asyncio.wait(
-                    [*(u for u in users if not u.done()), stop_waiter],
-                    timeout=timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if stop_waiter.done():
-                    break
-                if deadline_ns is not None and _now() >= deadline_ns:
-                    self._stopped_by = self._stopped_by or "duration"
-                    break
+            timeout_s = None if deadline_ns is None else max(0.0, (deadline_ns - _now()) / NS_PER_S)
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if not (all_done.is_set() or all_scheduled.is_set() or self._stop_event.is_set()):
+                self._stopped_by = self._stopped_by or "duration"
         finally:
-            stop_waiter.cancel()
+            for waiter in waiters:
+                waiter.cancel()
+            # Users not yet made would only find the run over; the drain waits for the rest.
+            starter.cancel()
         self._stop_event.set()
 
     def _spawn(self, coro: object) -> None:
@@ -303,6 +346,8 @@ class Scheduler:
                 record.http_status = exc.http_status
         except asyncio.CancelledError:
             record.status = "cancelled"
+            record.cancelled_in = record.cancelled_phase()
+            record.error_detail = f"cancelled while {_CANCELLED_WHILE[record.cancelled_in]}"
             raise
         except Exception as exc:  # a client bug must be counted, never crash the run
             record.status = "failed"

@@ -21,7 +21,10 @@ class RequestRecord:
 
     Stamps (ns, ``perf_counter_ns``): ``intended_ns`` is when the load plan wanted the request sent
     (open loop) or when its user became free (closed loop); ``sent_ns`` when it was handed to the
-    transport; ``first_token_ns`` the first chunk carrying any generated text, reasoning included;
+    transport (the client moves it to the moment the request's bytes are written, where it can see
+    that); ``written_ns`` that moment, 0 while the request has not been written (connecting, or
+    waiting for a connection); ``headers_ns`` when the response headers arrived;
+    ``first_token_ns`` the first chunk carrying any generated text, reasoning included;
     ``first_answer_ns`` the first chunk carrying answer text; ``end_ns`` the last byte.
     ``chunk_ns`` holds the stamp of every token-bearing chunk, in order.
 
@@ -36,6 +39,8 @@ class RequestRecord:
     phase: Phase = "measured"
     user: int = -1
     sent_ns: int = 0
+    written_ns: int = 0
+    headers_ns: int = 0
     first_token_ns: int = 0
     first_answer_ns: int = 0
     end_ns: int = 0
@@ -52,6 +57,8 @@ class RequestRecord:
     http_status: int | None = None
     # The response's media type (``text/event-stream``; no parameters), once headers arrived.
     content_type: str | None = None
+    # For a cancelled request, what it was doing when cancelled (see ``cancelled_phase``).
+    cancelled_in: str | None = None
     # Server-side view where the dialect reports one (Ollama's done record, llama.cpp's timings),
     # normalised by the client to *_ms floats and *_tokens ints.
     server: dict[str, Any] | None = None
@@ -68,6 +75,17 @@ class RequestRecord:
             self.reasoning_chunks += 1
         elif not self.first_answer_ns:
             self.first_answer_ns = now_ns
+
+    def cancelled_phase(self) -> str:
+        """What the request was waiting for, from its stamps: ``"queued"`` (never sent: waiting for
+        a concurrency slot), ``"connecting"`` (sent but its bytes not yet written: opening or
+        waiting for a connection), ``"waiting_first_token"`` (written, no token yet; ``headers_ns``
+        says whether the headers came) or ``"streaming"`` (tokens arriving, no end yet)."""
+        if self.first_token_ns:
+            return "streaming"
+        if self.written_ns:
+            return "waiting_first_token"
+        return "connecting" if self.sent_ns else "queued"
 
     @property
     def output_tokens_reported(self) -> bool:

@@ -73,6 +73,7 @@ class Recorder:
         self.status = Counter[str]()
         self.status_by_phase = Counter[tuple[str, str]]()
         self.errors = Counter[str]()
+        self.cancelled_in = Counter[str]()  # what cancelled requests were waiting for
         # Measured-window totals.
         self.measured_output_tokens = 0
         self.measured_input_tokens = 0
@@ -96,6 +97,8 @@ class Recorder:
         self.status_by_phase[(r.phase, status)] += 1
         if r.error is not None:
             self.errors[r.error] += 1
+        if r.cancelled_in is not None:
+            self.cancelled_in[r.cancelled_in] += 1
         n_out = r.output_tokens_used
         if status == "ok":
             self._recent.append((r.end_ns, n_out))

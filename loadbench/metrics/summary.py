@@ -1,6 +1,6 @@
 """The run summary: percentiles and throughput, computed once, after the run, from the recorder.
 
-Definitions (see DESIGN.md): the measured window runs from the first measured request's intended
+Definitions (docs/metrics.md): the measured window runs from the first measured request's intended
 send to the last measured request's end, whatever each one's outcome (ok, failed or cancelled);
 throughput is measured completions and output tokens over that window. Request counts cover
 every phase, and scheduled = completed + failed + cancelled.
@@ -42,6 +42,8 @@ def build_summary(recorder: Recorder, *, scheduled: int, goodput_ok: int | None 
             "failed": failed,
             "cancelled": cancelled,
             "errors": dict(sorted(recorder.errors.items())),
+            # Cancelled requests by what they were waiting for (a hung server shows here).
+            "cancelled_in": dict(sorted(recorder.cancelled_in.items())),
             "by_phase": by_phase,
             "measured_completed": ok,
         },

@@ -47,10 +47,17 @@ def record_to_json(r: RequestRecord, *, chunk_times: bool = True) -> dict[str, A
     if r.user >= 0:
         out["user"] = r.user
     out["http_status"] = r.http_status
+    if r.written_ns:
+        out["written_ns"] = r.written_ns
+    if r.headers_ns:
+        out["headers_ns"] = r.headers_ns
     if r.error is not None:
         out["error"] = r.error
         out["error_detail"] = r.error_detail
         out["content_type"] = r.content_type
+    if r.cancelled_in is not None:
+        out["cancelled_in"] = r.cancelled_in
+        out["error_detail"] = r.error_detail
     if r.server:
         out["server"] = r.server
     if chunk_times and r.sent_ns:

@@ -33,6 +33,17 @@ def _fmt(value: Any) -> str:
     return f"{value:,}"
 
 
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
+def _slo_line(slo: dict[str, Any]) -> str:
+    """``SLO attainment (of N measured): all 93.1% · ttft_ms <= 300: 97.2% · ...``."""
+    attainment = slo["attainment"]
+    each = [f"{key} <= {_fmt(limit)}: {_pct(attainment.get(key))}" for key, limit in slo["limits_ms"].items()]
+    return f"SLO attainment (of {slo['requests']:,} measured): all {_pct(attainment.get('all'))} · " + " · ".join(each)
+
+
 def summary_renderable(summary: dict[str, Any]) -> Group:
     """The end-of-run report: request accounting, throughput, then one row per metric."""
     req = summary["requests"]
@@ -46,6 +57,10 @@ def summary_renderable(summary: dict[str, Any]) -> Group:
     )
     if req["errors"]:
         head.append("  errors: " + ", ".join(f"{k}={v}" for k, v in req["errors"].items()), style="red")
+    if req.get("cancelled_in"):
+        head.append(
+            "  cancelled while: " + ", ".join(f"{k}={v}" for k, v in req["cancelled_in"].items()), style="yellow"
+        )
     head.append(
         f"\nmeasured window {summary['window']['duration_s']:.2f} s: "
         f"{_fmt(thr['requests_per_s'])} req/s, {_fmt(thr['output_tokens_per_s'])} output tok/s"
@@ -69,6 +84,9 @@ def summary_renderable(summary: dict[str, Any]) -> Group:
             _fmt(m["p99"]), _fmt(m["p99_9"]), _fmt(m["max"]),
         )
     parts: list[Any] = [head, table]
+    slo = summary.get("slo")
+    if isinstance(slo, dict) and "attainment" in slo:
+        parts.append(Text(_slo_line(slo)))
     energy = summary.get("energy")
     if energy:
         from loadbench.energy import format_line

@@ -161,3 +161,36 @@ def test_claude_401_names_the_variable(monkeypatch):
         run(main())
     assert "HTTP 401" in str(info.value) and "ANTHROPIC_API_KEY" in str(info.value)
     assert secret not in str(info.value) and seen == [secret]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: Remote.compatible(url, "sim-model", client="sdk"),
+        lambda url: Remote.claude("claude-sim", client="sdk"),
+        lambda url: Local("llama3.2:3b", client="sdk"),
+        lambda url: Local("llama3.2:3b", client="sdk", api="generate"),
+    ],
+)
+def test_sdk_warm_up_streams_a_canned_answer_in_memory_and_sends_nothing(sim, make):
+    """Opening an SDK sender runs one request through the SDK's streaming path against an in-memory
+    answer (so its first-use work is done before the run): it parses completely, and the server
+    never sees it."""
+    from loadbench.deployments import sdk
+
+    dep = make(sim.base_url)
+    canned: list = []
+
+    async def opened():
+        async with dep.open(base_url=sim.base_url, settings=ClientSettings(pool_size=2, simulated=True)) as sender:
+            name = {"openai": "openai", "anthropic": "anthropic", "ollama": "ollama"}[dep.dialect]
+            body = {"openai": sdk._OPENAI_CANNED, "anthropic": sdk._ANTHROPIC_CANNED}.get(
+                dep.dialect, sdk._OLLAMA_CANNED[getattr(sender.wire, "api", "chat")]
+            )
+            canned.append(await sdk._canned_stream(sender, name, body))
+
+    run(opened())
+    record = canned[0]
+    assert record is not None, "the canned stream failed: the SDK's stream shape has changed"
+    assert record.first_answer_ns and record.end_ns and record.output_tokens_used >= 1
+    assert not any(t["id"] == "warm" for t in sim_trace(sim))

@@ -154,3 +154,39 @@ def test_compatible_model_not_served_lists_models(sim):
     with pytest.raises(TargetError) as info:
         run(send_all(dep, sim.base_url, real, []))
     assert "no-such-model" in str(info.value) and "serves:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "client"),
+    [
+        (lambda url: Remote.compatible(url, "sim-model", client="sdk"), "openai-sdk"),
+        (lambda url: Remote.claude("claude-sim", client="sdk"), "anthropic-sdk"),
+        (lambda url: Remote.compatible(url, "sim-model"), "http"),
+    ],
+)
+def test_sent_is_stamped_at_the_write_on_both_paths(sim, make, client):
+    """``sent`` moves from the caller's stamp to the write; the server received the bytes after it;
+    the headers came between the write and the first token."""
+    records = ok(run(send_all(make(sim.base_url), sim.base_url, settings(), PROMPTS[:2], prefix=f"stamp-{client}")))
+    truth = {t["id"]: t for t in sim_trace(sim)}
+    for rec in records:
+        assert rec.written_ns and rec.sent_ns == rec.written_ns
+        assert rec.intended_ns <= rec.sent_ns <= truth[rec.request_id]["received_ns"]
+        assert rec.sent_ns < rec.headers_ns <= rec.first_token_ns
+        assert truth[rec.request_id]["first_token_ns"] <= rec.first_token_ns
+
+
+def test_sdk_client_is_warmed_before_the_first_request(sim):
+    """Opening the SDK sender builds its lazily made resources and opens a pooled connection, so
+    the first request finds both ready (the SDK's resources are cached on the client)."""
+    dep = Remote.compatible(sim.base_url, "sim-model", client="sdk")
+
+    async def opened():
+        async with dep.open(base_url=sim.base_url, settings=settings()) as sender:
+            built = "chat" in vars(sender.client)  # functools.cached_property stores it here
+            pool = sender.client._client._transport._pool
+            return built, len(pool.connections)
+
+    built, connections = run(opened())
+    assert built
+    assert connections == 1

@@ -344,3 +344,79 @@ def test_stop_during_a_long_gap_is_not_delayed_until_the_next_request() -> None:
     assert run.scheduler.scheduled == 1
     assert run.timing.stopped_by == "signal"
     assert run.wall_s < 5
+
+
+class CountingSender(SleepySender):
+    """Notes how many tasks the loop held when the first request was sent."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.tasks_at_first_send: int | None = None
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        if self.tasks_at_first_send is None:
+            self.tasks_at_first_send = len(asyncio.all_tasks())
+        await super().send(prompt, record)
+
+
+def test_many_closed_loop_users_start_sending_before_all_are_made() -> None:
+    """Concurrency(100000): the first request goes while most users are still to be created,
+    and users past the request limit are never made."""
+    sender = CountingSender(delay_s=0.001)
+    run = Run(Concurrency(100_000), Stop(requests=20), sender)
+    check_accounting(run)
+    assert run.count("ok") == 20
+    assert sender.tasks_at_first_send is not None and sender.tasks_at_first_send < 1_000
+    assert run.timing.stopped_by == "requests"
+
+
+def test_many_users_each_send_once_and_every_one_is_counted() -> None:
+    sender = SleepySender(delay_s=2.0)  # longer than making the users takes, so none comes back early
+    run = Run(Concurrency(5_000), Stop(requests=5_000, drain_s=30), sender)
+    check_accounting(run)
+    assert run.count("ok") == 5_000
+    assert sorted({r.user for r in run.records}) == list(range(5_000))
+    # Users made late keep the run's start as their intended time: the wait is dispatch lag.
+    assert all(r.intended_ns == run.timing.start_ns for r in run.records)
+
+
+class PhasedSender:
+    """Writes the request, gets headers, then streams; hangs at the step ``hang_at`` names."""
+
+    def __init__(self, hang_at: str) -> None:
+        self.hang_at = hang_at
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        if self.hang_at == "connecting":
+            await asyncio.sleep(3600)
+        record.sent_ns = record.written_ns = time.perf_counter_ns()
+        if self.hang_at == "headers":
+            await asyncio.sleep(3600)
+        record.headers_ns = time.perf_counter_ns()
+        if self.hang_at == "first_token":
+            await asyncio.sleep(3600)
+        record.token(time.perf_counter_ns())
+        await asyncio.sleep(3600)
+
+
+@pytest.mark.parametrize(
+    ("hang_at", "phase"),
+    [
+        ("connecting", "connecting"),
+        ("headers", "waiting_first_token"),
+        ("first_token", "waiting_first_token"),
+        ("stream", "streaming"),
+    ],
+)
+def test_a_cancelled_request_says_what_it_was_waiting_for(hang_at: str, phase: str) -> None:
+    run = Run(Concurrency(2), Stop(requests=2, drain_s=0.05), PhasedSender(hang_at))  # type: ignore[arg-type]
+    check_accounting(run)
+    assert [r.status for r in run.records] == ["cancelled", "cancelled"]
+    assert {r.cancelled_in for r in run.records} == {phase}
+    assert all(r.error_detail and r.error_detail.startswith("cancelled while") for r in run.records)
+
+
+def test_requests_waiting_for_a_concurrency_slot_are_cancelled_as_queued() -> None:
+    run = Run(Burst(4, max_concurrency=1), Stop(requests=4, drain_s=0.05), PhasedSender("stream"))  # type: ignore[arg-type]
+    check_accounting(run)
+    assert sorted(r.cancelled_in for r in run.records) == ["queued", "queued", "queued", "streaming"]

@@ -1,6 +1,6 @@
 """Recorder and summary on hand-built records with exact nanosecond stamps.
 
-Expected figures are computed here from the definitions (DESIGN.md), not from the recorder's code,
+Expected figures are computed here from the definitions (docs/metrics.md), not from the recorder's code,
 and compared within HDR precision (3 significant figures, integer µs).
 """
 
