@@ -6,6 +6,7 @@
     python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
     python -m loadbench report RUN_DIR                print a finished run's summary
     python -m loadbench engine build|path|serve       build / locate / serve llama.cpp's llama-server
+    python -m loadbench compare BASELINE_RUN NEW_RUN  is the new run slower? bootstrap CIs, a verdict
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from loadbench.errors import LoadbenchError
 
 EXIT_USAGE = 2
+EXIT_NO_COMPLETED = 3
+EXIT_GATES_FAILED = 99
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -34,9 +37,20 @@ Other commands:
   loadbench verify RUN_DIR [--trace T]   client stamps against the simulator's ground truth
   loadbench report RUN_DIR               print the summary of a finished run
   loadbench engine build|path|serve      build, locate or serve llama.cpp's llama-server
+  loadbench compare BASE_RUN NEW_RUN     per-metric change with bootstrap CIs; exit 99 on a regression
 
 Results go to results/<scenario>-<UTC time>/ (or --out): run.json, requests.jsonl,
-metrics.hlog, summary.json, energy.csv. Exit codes: 0 done, 2 bad input or target,
+metrics.hlog, summary.json, harness.jsonl, energy.csv.
+
+Gates (CI): --gate 'ttft_ms.p99 < 500' --gate 'error_rate < 1%' (or Scenario(gates=[...])).
+A gate is PATH OP NUMBER: PATH a dotted path into summary.json (a metric's name stands alone:
+ttft_ms.p99), or error_rate; OP one of < <= > >= == !=. Drift and the harness's own use are
+figures too: drift.ttft_ms.p99 < 1.2, harness.rss_growth_mb < 50. A bad gate exits 2 before
+any request is sent. --junit FILE writes a JUnit report; $GITHUB_STEP_SUMMARY, when set, gets a
+Markdown summary.
+
+Exit codes: 0 done (all gates passed), 1 crash (a loadbench bug), 2 bad input or target,
+3 no request completed, 99 a gate failed (also when abort_on_fail stopped the run early),
 130 interrupted (results are still written).
 """
 
@@ -58,6 +72,15 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="seed for prompts and arrival times")
     p.add_argument("--quiet", action="store_true", help="no live progress and no summary table")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout (progress goes to stderr)")
+    p.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a pass/fail condition such as 'ttft_ms.p99 < 500' (repeatable; added to the scenario's gates); "
+        "a failed gate exits 99",
+    )
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report: one test case per gate")
     return p
 
 
@@ -68,6 +91,7 @@ COMMANDS: dict[str, str] = {
     "engine": "loadbench.engines.llamacpp:main",
     "verify": "loadbench.results.verify:main",
     "report": "loadbench.cli:_report",
+    "compare": "loadbench.results.compare:main",
 }
 
 
@@ -100,12 +124,26 @@ def _run(argv: list[str]) -> int:
         parser.error(f"--duration must be > 0 seconds, got {ns.duration}")
     if ns.requests is not None and ns.requests <= 0:
         parser.error(f"--requests must be > 0, got {ns.requests}")
+    try:
+        return _run_scenario(ns)
+    except LoadbenchError as exc:
+        _ci_reports(ns, Path(ns.scenario).stem, None, error=("bad_input", str(exc)))
+        raise
+    except KeyboardInterrupt:
+        _ci_reports(ns, Path(ns.scenario).stem, None, error=("interrupted", "interrupted"))
+        raise
+    except Exception as exc:
+        _ci_reports(ns, Path(ns.scenario).stem, None, error=("crash", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def _run_scenario(ns: argparse.Namespace) -> int:
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
     from loadbench.results.report import summary_renderable
     from loadbench.scenario import load_scenario
     scenario = load_scenario(ns.scenario).with_overrides(
-        target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed
+        target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed, gates=ns.gate
     )
     out = _console(stderr=ns.json)
     err = _console(stderr=True)
@@ -123,7 +161,52 @@ def _run(argv: list[str]) -> int:
     elif not ns.quiet:
         out.print(summary_renderable(result.summary))
         out.print(f"results: {result.path}")
-    return EXIT_INTERRUPTED if result.run.get("status") == "interrupted" else 0
+    code, error = _outcome(result.summary, result.run)
+    gates = result.summary.get("gates") or []
+    if gates:
+        from loadbench.gates import describe_result
+
+        for g in gates:  # on stderr, so --json output stays parseable
+            print(f"loadbench: gate {describe_result(g)}", file=sys.stderr)
+        failed = sum(not g["passed"] for g in gates)
+        if failed:
+            print(f"loadbench: {failed} of {len(gates)} gates failed (exit {EXIT_GATES_FAILED})", file=sys.stderr)
+    _ci_reports(ns, scenario.name, result, error=error)
+    return code
+
+
+def _outcome(summary: dict, run: dict) -> tuple[int, tuple[str, str] | None]:
+    """The exit code of a finished run, and the run error the CI reports show (None: it ran)."""
+    if run.get("status") == "interrupted":
+        return EXIT_INTERRUPTED, ("interrupted", "the run was interrupted (results up to then are written)")
+    if not summary.get("requests", {}).get("completed"):
+        return EXIT_NO_COMPLETED, ("no_completed", "no request completed: the target failed every request")
+    if any(not g["passed"] for g in summary.get("gates") or []):
+        return EXIT_GATES_FAILED, None
+    return 0, None
+
+
+def _ci_reports(ns: argparse.Namespace, scenario: str, result: object, *, error: tuple[str, str] | None) -> None:
+    """Write --junit and append to $GITHUB_STEP_SUMMARY, whatever the outcome."""
+    import os
+
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not ns.junit and not step_summary:
+        return
+    from loadbench.results.ci import RunOutcome, append_step_summary, write_junit
+
+    outcome = RunOutcome(
+        scenario=scenario,
+        summary=getattr(result, "summary", None),
+        run=getattr(result, "run", None),
+        run_dir=str(result.path) if result is not None else None,  # type: ignore[attr-defined]
+        error_kind=error[0] if error else None,
+        error=error[1] if error else None,
+    )
+    if ns.junit:
+        write_junit(ns.junit, outcome)
+    if step_summary:
+        append_step_summary(step_summary, outcome)
 
 
 def _console(*, stderr: bool = False) -> object:

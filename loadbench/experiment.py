@@ -27,22 +27,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
-from loadbench.load.plans import Concurrency
+from loadbench.gates import Gate, LiveFigures, LiveJudge, check_paths, evaluate, schema
+from loadbench.load.plans import NS_PER_S, Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
+from loadbench.metrics.drift import DriftTracker, default_window_s
+from loadbench.metrics.harness import HarnessMonitor
+from loadbench.metrics.hdr import fast_percentiles, new_histogram, record
 from loadbench.metrics.record import RequestRecord
-from loadbench.metrics.recorder import Recorder, Snapshot
+from loadbench.metrics.recorder import METRICS, Recorder, Snapshot
 from loadbench.metrics.summary import build_summary
 from loadbench.results.run import RunResult
 from loadbench.results.run_dir import RunWriter, write_json
 from loadbench.scenario import Scenario
 from loadbench.workloads.prompt import Prompt
-from loadbench.workloads.report import length_report
+from loadbench.workloads.report import LengthTally
 
 _SNAPSHOT_S = 0.25
+_GATE_CHECK_S = 0.5
+_METRIC_KEYS = tuple(m.key for m in METRICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +153,14 @@ class Experiment:
     async def run_async(self, *, observer: Observer | None = None) -> RunResult:
         scenario = self.scenario
         observer = observer or _Silent()
+        judge = self.check_gates(scenario)  # bad gates are bad input: before the target is touched
         sim = None
         with contextlib.ExitStack() as stack:
             target, sim = self._resolve_target(scenario, stack)
             out_dir = self._out_dir(scenario)
             observer.target_ready(target, out_dir)
             meter = self._energy_meter(scenario, stack)
-            result = await self._run(scenario, target, out_dir, meter, observer)
+            result = await self._run(scenario, target, out_dir, meter, observer, judge)
         if sim is not None:  # closed now, so its ground truth is complete
             _write_sim_trace(sim, out_dir)
         return result
@@ -195,8 +202,47 @@ class Experiment:
         config = scenario.energy if scenario.energy is not None else EnergyConfig()
         return stack.enter_context(EnergyMeter(config))
 
+    @classmethod
+    def summary_skeleton(cls, scenario: Scenario) -> dict[str, Any]:
+        """The summary an empty run of ``scenario`` would write: every section and key a real run
+        has (values ``None`` or 0), made by the same builder. Gates are checked against it."""
+        target = TargetInfo("sim", "http://127.0.0.1", scenario.deployment.dialect, "")
+        skeleton = cls._summarize(
+            scenario,
+            target,
+            Recorder(),
+            scheduled=0,
+            timing=None,
+            meter=None,
+            facts=_RunFacts(dict(scenario.slo)),
+            drift=DriftTracker(1.0),
+            harness=HarnessMonitor(Path(os.devnull), start_ns=0),
+        )
+        if scenario.energy is not False:
+            from loadbench.energy import EnergyConfig
+            from loadbench.energy import report as energy_report
+
+            skeleton["energy"] = energy_report.build(
+                [], config=scenario.energy or EnergyConfig(), run_ns=(0, 0), window_ns=(0, 0), idle_ns=None,
+                output_tokens=0, requests=0, location="local", remote_output_tokens=None, sources_tried=[],
+                missed_ticks=0, sampler_cpu_s=0.0, sampler_stuck=False,
+            )  # fmt: skip
+        if scenario.check_answers:
+            skeleton.setdefault("accuracy", {"checked": 0, "correct": 0, "unchecked": 0, "accuracy": None})
+        return skeleton
+
+    @classmethod
+    def check_gates(cls, scenario: Scenario) -> LiveJudge:
+        """Raise ``ConfigError`` for a gate naming a figure the summary will not have, or asking to
+        abort where no early verdict is possible; return the judge of the abort gates."""
+        if not scenario.gates:
+            return LiveJudge((), _METRIC_KEYS, None)
+        check_paths(scenario.gates, schema(cls.summary_skeleton(scenario)), _METRIC_KEYS)
+        needs_bound = any(g.abort_on_fail for g in scenario.gates)
+        return LiveJudge(scenario.gates, _METRIC_KEYS, _max_requests(scenario) if needs_bound else None)
+
     async def _run(
-        self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer
+        self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer, judge: LiveJudge
     ) -> RunResult:
         run_id = secrets.token_hex(4)
         anchor_ns, anchor_epoch_s = time.perf_counter_ns(), time.time()
@@ -224,10 +270,16 @@ class Experiment:
             "status": "running",
         }
 
-        recorder = Recorder()
+        stop = scenario.stop
+        window_s = scenario.drift_window_s or default_window_s(
+            None if stop.duration_s is None else stop.duration_s - stop.warmup_s - stop.cooldown_s,
+            scenario.hlog_interval_s,
+        )
+        drift = DriftTracker(window_s)
+        recorder = Recorder(on_interval=drift.add)
         stream = scenario.workload.open(seed=scenario.seed, counter=_token_counter(target))
         observe = getattr(stream, "observe", None)
-        facts = _RunFacts(dict(scenario.slo))
+        facts = _RunFacts(dict(scenario.slo), getattr(scenario.workload, "check", None))
 
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
             # The model actually sent (a preset resolved, or the server's own model picked).
@@ -269,6 +321,17 @@ class Experiment:
             loop = asyncio.get_running_loop()
             installed = _install_signals(loop, scheduler, observer)
             writer.start()
+            # The RSS baseline for growth is taken once start-up (pools, buffers) is past: after
+            # the warm-up and the first drift window.
+            harness = HarnessMonitor(
+                out_dir / "harness.jsonl",
+                start_ns=anchor_ns,
+                in_flight=lambda: scheduler.in_flight,
+                baseline_after_s=stop.warmup_s + window_s,
+            )
+            harness.start()
+            aborted: list[Gate] = []
+            watcher = loop.create_task(_watch_gates(judge, scheduler, recorder, observer, aborted)) if judge else None
             scraper = None
             if scenario.scrape_metrics:
                 from loadbench.metrics.prometheus import MetricsScraper, metrics_url
@@ -293,15 +356,25 @@ class Experiment:
                 failure = exc
             finally:
                 ticker.cancel()
+                if watcher is not None:
+                    watcher.cancel()
+                await harness.close()
                 _remove_signals(loop, installed)
                 if meter is not None:
                     meter.mark("load_end")
                 await writer.close()
                 scraped = await scraper.close() if scraper is not None else None
 
-        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+        summary = self._summarize(
+            scenario, target, recorder, scheduled=scheduler.scheduled, timing=timing, meter=meter, facts=facts,
+            drift=drift, harness=harness,
+        )  # fmt: skip
         if scraped is not None:
             summary["server_metrics"] = scraped
+        if scenario.gates:
+            summary["gates"] = evaluate(
+                scenario.gates, summary, _METRIC_KEYS, aborted_by=aborted[0].expr if aborted else None
+            )
         write_json(out_dir / "summary.json", summary)
         if meter is not None:
             meter.write_csv(out_dir / "energy.csv")
@@ -309,7 +382,10 @@ class Experiment:
             run_info["status"] = "failed"
             run_info["error"] = type(failure).__name__
         else:
-            run_info["status"] = "interrupted" if timing and timing.stopped_by == "signal" else "finished"
+            stopped_by = timing.stopped_by if timing else None
+            run_info["status"] = {"signal": "interrupted", "gate": "aborted"}.get(stopped_by or "", "finished")
+            if aborted:
+                run_info["aborted_by_gate"] = aborted[0].expr
         run_info["stopped_by"] = timing.stopped_by if timing else "error"
         run_info["finished_at"] = datetime.now(UTC).isoformat()
         write_json(out_dir / "run.json", run_info)
@@ -317,15 +393,18 @@ class Experiment:
             raise failure
         return RunResult(path=out_dir, summary=summary, run=run_info)
 
+    @staticmethod
     def _summarize(
-        self,
         scenario: Scenario,
         target: TargetInfo,
         recorder: Recorder,
-        scheduler: Scheduler,
+        *,
+        scheduled: int,
         timing: RunTiming | None,
         meter: Any,
         facts: _RunFacts,
+        drift: DriftTracker,
+        harness: HarnessMonitor,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -334,14 +413,20 @@ class Experiment:
             "run_duration_s": (timing.end_ns - timing.start_ns) / 1e9 if timing else None,
         }
         goodput_ok = facts.met_slo if scenario.slo else None
-        summary.update(build_summary(recorder, scheduled=scheduler.scheduled, goodput_ok=goodput_ok))
+        summary.update(build_summary(recorder, scheduled=scheduled, goodput_ok=goodput_ok))
         if slo := dict(scenario.slo):
             summary["slo"] = slo
-        summary["lengths"] = length_report(facts.lengths)
-        if facts.server_views:
-            summary["server"] = _server_summary(facts.server_views)
-        if facts.answers:
-            summary["accuracy"] = _accuracy(scenario.workload, facts.answers)
+        summary["lengths"] = facts.lengths.report()
+        if facts.server:
+            summary["server"] = facts.server_summary()
+        if (accuracy := facts.accuracy()) is not None:
+            summary["accuracy"] = accuracy
+        summary["drift"] = drift.report(
+            origin_ns=timing.start_ns if timing else 0,
+            first_ns=recorder.window_first_intended_ns,
+            last_ns=recorder.window_last_end_ns,
+        )
+        summary["harness"] = harness.report(requests=sum(recorder.status.values()))
         if meter is not None and timing is not None:
             window = (
                 recorder.window_first_intended_ns or timing.start_ns,
@@ -377,6 +462,8 @@ class Experiment:
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
             "scrape_metrics": scenario.scrape_metrics,
+            "gates": [g.describe() for g in scenario.gates],
+            "drift_window_s": scenario.drift_window_s,
         }
 
 
@@ -431,43 +518,78 @@ def _prompts(stream: Any) -> Iterator[Prompt]:
     return stream if hasattr(stream, "__next__") else iter(stream)
 
 
-class _LengthFacts(NamedTuple):
-    """What ``length_report`` reads of a record, kept instead of the record (and its stamps)."""
+class _ServerTally:
+    """One server-side figure (ms or tokens) across requests: exact count and mean, and p50/p90
+    from a histogram at 0.1% resolution, so a long run keeps no per-request values."""
 
-    status: str
-    target_input_tokens: int | None
-    input_tokens: int | None
-    target_output_tokens: int | None
-    output_tokens: int | None
+    __slots__ = ("count", "hist", "total")
+
+    _SCALE = 1000  # thousandths of the unit, as integers
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.hist = new_histogram()
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        record(self.hist, int(value * self._SCALE))
+
+    def report(self) -> dict[str, float] | None:
+        if not self.count:
+            return None
+        p50, p90 = fast_percentiles([self.hist], (50.0, 90.0))
+        return {"mean": self.total / self.count, "p50": p50 / self._SCALE, "p90": p90 / self._SCALE}
 
 
 class _RunFacts:
     """The few facts the summary needs beyond the histograms, gathered per measured ``ok``
-    request: lengths against targets, server-side timings, SLO verdicts, answers to check."""
+    request: lengths against targets, server-side timings, SLO verdicts, answers checked.
 
-    def __init__(self, slo: dict[str, float]) -> None:
+    Everything is tallied as it arrives (answers are graded at once), so memory does not grow
+    with the number of requests: a soak keeps nothing per request beyond requests.jsonl.
+    """
+
+    def __init__(self, slo: dict[str, float], check: Any = None) -> None:
         self._slo = slo
+        self._check = check
         self.met_slo = 0
-        self.lengths: list[_LengthFacts] = []
-        self.server_views: list[dict[str, Any]] = []
-        self.answers: list[tuple[Prompt, str]] = []
+        self.lengths = LengthTally()
+        self.server: dict[str, _ServerTally] = {}
+        self.graded: list[int] = [0, 0, 0]  # correct, wrong, unchecked
 
     def add(self, record: RequestRecord, prompt: Prompt) -> None:
-        self.lengths.append(
-            _LengthFacts(
-                record.status,
-                record.target_input_tokens,
-                record.input_tokens,
-                record.target_output_tokens,
-                record.output_tokens,
-            )
-        )
+        self.lengths.add(record)
         if record.server:
-            self.server_views.append(record.server)
+            for key, value in record.server.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    tally = self.server.get(key)
+                    if tally is None:
+                        tally = self.server[key] = _ServerTally()
+                    tally.add(value)
         if self._slo and _meets(record, self._slo):
             self.met_slo += 1
-        if record.text is not None:
-            self.answers.append((prompt, "".join(record.text)))
+        if record.text is not None and self._check is not None:
+            verdict = self._check(prompt, "".join(record.text))
+            self.graded[0 if verdict is True else 1 if verdict is False else 2] += 1
+
+    def server_summary(self) -> dict[str, Any]:
+        """The server's own timings (Ollama's done record, llama.cpp's timings) beside the client's."""
+        return {k: self.server[k].report() for k in sorted(self.server)}
+
+    def accuracy(self) -> dict[str, Any] | None:
+        """The workload's own verdict on the answers (``None``: no answer was checked)."""
+        correct, wrong, unchecked = self.graded
+        if not (correct or wrong or unchecked):
+            return None
+        graded = correct + wrong
+        return {
+            "checked": graded,
+            "correct": correct,
+            "unchecked": unchecked,
+            "accuracy": correct / graded if graded else None,
+        }
 
 
 _SLO_STAMPS = {
@@ -496,33 +618,6 @@ def _meets(record: RequestRecord, slo: dict[str, float]) -> bool:
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _percentiles(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    import numpy as np
-
-    arr = np.asarray(values, dtype=float)
-    return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90))}
-
-
-def _server_summary(views: list[dict[str, Any]]) -> dict[str, Any]:
-    """The server's own timings (Ollama's done record, llama.cpp's timings) beside the client's."""
-    keys = sorted({k for v in views for k, x in v.items() if isinstance(x, int | float) and not isinstance(x, bool)})
-    return {k: _percentiles([v[k] for v in views if isinstance(v.get(k), int | float)]) for k in keys}
-
-
-def _accuracy(workload: Any, answers: list[tuple[Prompt, str]]) -> dict[str, Any]:
-    """The workload's own verdict on each answer (``None``: the data cannot tell)."""
-    verdicts = [workload.check(p, a) for p, a in answers]
-    graded = [v for v in verdicts if v is not None]
-    return {
-        "checked": len(graded),
-        "correct": sum(graded),
-        "unchecked": len(verdicts) - len(graded),
-        "accuracy": (sum(graded) / len(graded)) if graded else None,
-    }
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, scheduler: Scheduler, observer: Observer) -> list[int]:
@@ -565,3 +660,50 @@ async def _tick(scheduler: Scheduler, recorder: Recorder, scenario: Scenario, ob
                 stopping=scheduler.stopping,
             )
         )
+
+
+def _max_requests(scenario: Scenario) -> int | None:
+    """The most requests the run can schedule, or None where no bound is known (a closed loop
+    stopped only by time). An open-loop plan's arrivals before the deadline are counted with the
+    scheduler's own seeded generator, so the count is the one the run will see."""
+    import numpy as np
+
+    stop, plan = scenario.stop, scenario.load
+    limit = stop.requests
+    if stop.duration_s is None or isinstance(plan, Concurrency):
+        return limit
+    deadline_ns = round(stop.duration_s * NS_PER_S)
+    cap = limit if limit is not None else 50_000_000
+    n = 0
+    for offset_ns in plan.offsets_ns(np.random.default_rng(scenario.seed)):
+        if offset_ns >= deadline_ns or n >= cap:
+            break
+        n += 1
+    return n
+
+
+async def _watch_gates(
+    judge: LiveJudge, scheduler: Scheduler, recorder: Recorder, observer: Observer, aborted: list[Gate]
+) -> None:
+    """Stop the run once an ``abort_on_fail`` gate is lost (see ``loadbench.gates``)."""
+    status = recorder.status_by_phase
+    while True:
+        await asyncio.sleep(_GATE_CHECK_S)
+        if not scheduler.start_ns:
+            continue
+        counts = {"requests.failed": recorder.status["failed"], "requests.cancelled": recorder.status["cancelled"]}
+        counts.update({f"requests.errors.{k}": n for k, n in recorder.errors.items()})
+        figures = LiveFigures(
+            elapsed_s=(time.perf_counter_ns() - scheduler.start_ns) / 1e9,
+            measured_ok=status[("measured", "ok")],
+            measured_failed=status[("measured", "failed")],
+            counts=counts,
+            over=lambda key, limit, _inclusive: recorder.count_above(key, limit),
+            maximum=recorder.max_of,
+        )
+        gate = judge.lost(figures)
+        if gate is not None:
+            aborted.append(gate)
+            observer.stopping(f"gate {gate.expr!r} can no longer pass (abort_on_fail)")
+            scheduler.request_stop(reason="gate")
+            return

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
+from loadbench.gates import normalize as normalize_gates
 from loadbench.load.plans import Concurrency, Stop, check_plan
 
 SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
@@ -45,7 +46,11 @@ class Scenario:
     ``False`` turns energy off. ``scrape_metrics`` (True, or a URL) scrapes the
     target's Prometheus endpoint (``/metrics`` at its origin) every ``scrape_interval_s`` into
     ``server_metrics.jsonl``. ``slo`` maps metric keys (``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and
-    the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
+    the ``*_from_schedule_ms`` variants) to limits in ms for goodput. ``gates`` are pass/fail
+    conditions on the summary's figures (expressions such as ``"ttft_ms.p99 < 500"`` or
+    ``Gate`` values; see ``loadbench.gates``): a failed gate makes the CLI exit 99.
+    ``drift_window_s`` is the length of the first and last windows compared for drift (default: a
+    tenth of a timed run, between one hlog interval and 60 s).
     """
 
     workload: Any
@@ -67,6 +72,8 @@ class Scenario:
     chunk_times: bool = True
     scrape_metrics: bool | str = False
     scrape_interval_s: float = 1.0
+    gates: Any = ()
+    drift_window_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployment, Deployment):
@@ -99,6 +106,13 @@ class Scenario:
             raise ConfigError(f"scrape_interval_s must be a positive number, got {self.scrape_interval_s!r}")
         if not isinstance(self.hlog_interval_s, int | float) or self.hlog_interval_s <= 0:
             raise ConfigError(f"hlog_interval_s must be a positive number, got {self.hlog_interval_s!r}")
+        object.__setattr__(self, "gates", normalize_gates(self.gates))
+        if self.drift_window_s is not None and (
+            isinstance(self.drift_window_s, bool)
+            or not isinstance(self.drift_window_s, int | float)
+            or not self.drift_window_s > 0
+        ):
+            raise ConfigError(f"drift_window_s must be a positive number of seconds, got {self.drift_window_s!r}")
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
             raise ConfigError(f"name must be a non-empty string without path separators, got {self.name!r}")
 
@@ -117,8 +131,10 @@ class Scenario:
         requests: int | None = None,
         out_dir: str | Path | None = None,
         seed: int | None = None,
+        gates: Sequence[str] = (),
     ) -> Scenario:
         """Apply the command line's overrides; ``None`` leaves a field as the scenario set it.
+        ``gates`` are added to the scenario's own.
 
         A ``--duration`` or ``--requests`` given alone replaces both stop limits, so the run stops
         where the command line says rather than at the scenario's other limit.
@@ -130,6 +146,8 @@ class Scenario:
             changes["out_dir"] = out_dir
         if seed is not None:
             changes["seed"] = seed
+        if gates:
+            changes["gates"] = (*self.gates, *normalize_gates(gates))
         if duration_s is not None or requests is not None:
             stop = self.stop
             warmup_requests = stop.warmup_requests
