@@ -327,6 +327,7 @@ class Experiment:
                 out_dir / "harness.jsonl",
                 start_ns=anchor_ns,
                 in_flight=lambda: scheduler.in_flight,
+                finished=lambda: recorder.status.total(),
                 baseline_after_s=stop.warmup_s + window_s,
             )
             harness.start()

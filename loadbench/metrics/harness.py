@@ -56,7 +56,8 @@ def _descriptors() -> tuple[int | None, int | None]:
 class HarnessMonitor:
     """Samples the harness into ``path`` until ``close()``; ``report()`` gives the summary section.
 
-    ``in_flight`` (optional) reads the requests in flight; ``baseline_after_s`` is when the RSS
+    ``in_flight`` and ``finished`` (optional) read the requests in flight and finished so far
+    (so memory can be set against requests served); ``baseline_after_s`` is when the RSS
     baseline for ``rss_growth_mb`` is taken (after start-up: pools, buffers, caches filled).
     """
 
@@ -67,12 +68,14 @@ class HarnessMonitor:
         start_ns: int,
         interval_s: float = 1.0,
         in_flight: Callable[[], int] | None = None,
+        finished: Callable[[], int] | None = None,
         baseline_after_s: float = 0.0,
     ) -> None:
         self.path = path
         self._start_ns = start_ns
         self._interval_s = interval_s
         self._in_flight = in_flight
+        self._finished = finished
         self._baseline_after_s = baseline_after_s
         self._file: TextIO | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,6 +167,7 @@ class HarnessMonitor:
             "open_fds": fds,
             "sockets": sockets,
             "in_flight": self._in_flight() if self._in_flight is not None else None,
+            "finished": self._finished() if self._finished is not None else None,
             "loop_lag_max_ms": round(lag_max_ms, 3),
             "loop_lag_mean_ms": None if lag_mean_ms is None else round(lag_mean_ms, 3),
         }
