@@ -135,7 +135,8 @@ def main() -> int:
     print(f"RSS {first['rss_mb']:.1f} MB at 1 min -> {last['rss_mb']:.1f} MB at the end: {growth:+.1f} MB over "
           f"{served:,} requests = {per_100k:+.2f} MB per 100,000 requests")
     h = summary["harness"]
-    print(f"summary harness: rss_growth_mb {h['rss_growth_mb']:.2f} (baseline at {h['rss_mb']['baseline_at_s']:.0f} s), "
+    print(f"summary harness: rss_growth_mb {h['rss_growth_mb']:.2f} "
+          f"(baseline at {h['rss_mb']['baseline_at_s']:.0f} s), "
           f"per 100k {h['rss_growth_mb_per_100k_requests']:.2f}; CPU mean {h['cpu']['mean_percent']:.1f}% "
           f"max {h['cpu']['max_percent']:.1f}%; loop lag max {h['loop_lag_ms']['max']:.1f} ms, "
           f"share of 100 ms probes >10 ms late {h['loop_lag_ms']['over_10ms_share']:.4f}")

@@ -22,6 +22,7 @@ from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
 from loadbench.gates import normalize as normalize_gates
 from loadbench.load.plans import Concurrency, Stop, check_plan
+from loadbench.params import named_parameters
 
 SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
 
@@ -35,6 +36,7 @@ def check_target(target: str | None) -> None:
         raise ConfigError(f"target must be 'sim' or an http(s) URL such as http://127.0.0.1:8000, got {target!r}")
 
 
+@named_parameters
 @dataclass(frozen=True)
 class Scenario:
     """One run, fully described.

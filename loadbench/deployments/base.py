@@ -12,13 +12,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from loadbench.errors import ConfigError
 from loadbench.load.interface import Sender
+from loadbench.params import check_number, named_parameters
 
 Location = Literal["local", "remote", "hybrid"]
 Dialect = Literal["openai", "ollama", "anthropic"]
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Per-request deadlines in seconds, measured from ``sent``.
@@ -33,9 +34,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in ("connect_s", "first_token_s", "total_s"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
+            check_number("Timeouts", name, getattr(self, name), minimum=0, exclusive=True)
 
 
 @dataclass(frozen=True, slots=True)

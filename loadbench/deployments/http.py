@@ -62,28 +62,84 @@ def redact(text: str, secret: str | None = None) -> str:
 # Framing: bytes in, (event, data) out. Incremental; a network read may end mid-line.
 
 
+# The longest line a decoder holds while waiting for its newline. A streamed event carries one
+# chunk of an answer (a few hundred bytes; a final record with usage or Ollama's context, tens of
+# KiB), so a line past this is a server that is not streaming the dialect: the request fails as
+# malformed instead of the harness buffering it without bound.
+MAX_LINE_BYTES = 8 << 20
+
+
+class LineSplitter:
+    """Splits a byte stream into lines, linear in the bytes received and bounded in memory.
+
+    ``split`` returns the lines a chunk completes (without their newline); a partial line is held
+    as a list of pieces, joined once when its newline arrives, so a long line costs one copy, not
+    one per chunk. Holding more than ``max_line_bytes`` raises ``RequestFailed(MALFORMED)``.
+    """
+
+    __slots__ = ("_parts", "_size", "max_line_bytes")
+
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self.max_line_bytes = max_line_bytes
+
+    def split(self, chunk: bytes) -> list[bytes]:
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if self._parts:
+            if not lines:
+                self._hold(tail)
+                return lines
+            self._check(self._size + len(lines[0]))
+            self._parts.append(lines[0])
+            lines[0] = b"".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+        if tail:
+            self._hold(tail)
+        return lines
+
+    def _hold(self, piece: bytes) -> None:
+        self._size += len(piece)
+        self._check(self._size)
+        self._parts.append(piece)
+
+    def _check(self, size: int) -> None:
+        if size > self.max_line_bytes:
+            raise RequestFailed(
+                ErrorCategory.MALFORMED,
+                f"a line of over {self.max_line_bytes:,} bytes without a newline: not a stream of this dialect",
+            )
+
+    def rest(self) -> bytes:
+        """The unterminated last line (``b""`` if none); the splitter is empty afterwards."""
+        rest = b"".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        return rest
+
+
 class SseDecoder:
     """Incremental ``text/event-stream`` decoder (WHATWG rules, bytes in, bytes out).
 
     ``feed`` returns the events completed by a chunk as ``(event_name, data)``; ``event_name`` is
     ``""`` when the server sent none. Multi-line ``data:`` fields are joined with ``\\n``; comments
     (``: ping``), ``id:`` and ``retry:`` are ignored. ``close`` returns what the end of the stream
-    completes plus any unterminated last line (see ``tail``).
+    completes plus any unterminated last line (see ``tail``). A line, or an event's data, longer
+    than ``max_line_bytes`` raises ``RequestFailed(MALFORMED)``.
     """
 
-    __slots__ = ("_buf", "_data", "_event")
+    __slots__ = ("_data", "_event", "_lines")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._lines = LineSplitter(max_line_bytes)
         self._data: bytes | None = None
         self._event = ""
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
-        buf = self._buf + chunk if self._buf else chunk
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
         out: list[tuple[str, bytes]] = []
-        for line in lines:
+        for line in self._lines.split(chunk):
             self._line(line, out)
         return out
 
@@ -100,7 +156,11 @@ class SseDecoder:
             value = line[5:]
             if value.startswith(b" "):
                 value = value[1:]
-            self._data = value if self._data is None else self._data + b"\n" + value
+            if self._data is not None:
+                # Many data: lines with no blank line between them are one event: bounded too.
+                self._lines._check(len(self._data) + len(value))
+                value = self._data + b"\n" + value
+            self._data = value
         elif line.startswith(b"event:"):
             self._event = line[6:].strip().decode("utf-8", "replace")
         # ":" comments (keep-alive pings), "id:", "retry:" and unknown fields carry nothing for us.
@@ -113,8 +173,7 @@ class SseDecoder:
         a malformed chunk; the caller decides.
         """
         out: list[tuple[str, bytes]] = []
-        tail = self._buf
-        self._buf = b""
+        tail = self._lines.rest()
         if tail.rstrip(b"\r") and tail.startswith(b"data:"):
             # A final "data: [DONE]" without its newline is common enough to accept whole.
             self._line(tail, out)
@@ -129,23 +188,19 @@ class SseDecoder:
 
 
 class NdjsonDecoder:
-    """Incremental newline-delimited JSON framing: one event per non-empty line."""
+    """Incremental newline-delimited JSON framing: one event per non-empty line (each at most
+    ``max_line_bytes``, else ``RequestFailed(MALFORMED)``)."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_lines",)
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self._lines = LineSplitter(max_line_bytes)
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
-        buf = self._buf + chunk if self._buf else chunk
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
-        return [("", line) for line in lines if line.strip()]
+        return [("", line) for line in self._lines.split(chunk) if line.strip()]
 
     def close(self) -> tuple[list[tuple[str, bytes]], bytes]:
-        tail = self._buf.strip()
-        self._buf = b""
-        return [], tail
+        return [], self._lines.rest().strip()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from loadbench.deployments.models import DEFAULT_CATALOG, ModelCatalog, Quant, r
 from loadbench.deployments.wire.ollama import OllamaWire
 from loadbench.errors import ConfigError, RequestFailed, TargetError
 from loadbench.load.interface import Sender
+from loadbench.params import check_number, named_parameters
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 PULL_TIMEOUT_S = 3600.0
@@ -61,6 +62,7 @@ def normalise_host(host: str) -> str:
     return f"{parts.scheme}://{netloc}{path}"
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Local(Deployment):
     """A model on an Ollama server, spoken to through its native API.
@@ -99,6 +101,8 @@ class Local(Deployment):
             raise ConfigError(f"Local client must be 'http' or 'sdk', got {self.client!r}")
         if self.num_ctx is not None and (not isinstance(self.num_ctx, int) or self.num_ctx < 1):
             raise ConfigError(f"Local num_ctx must be a positive integer, got {self.num_ctx!r}")
+        check_number("Local", "temperature", self.temperature, minimum=0, optional=True)
+        check_number("Local", "seed", self.seed, integer=True, optional=True)
         if not isinstance(self.catalog, ModelCatalog):
             raise ConfigError(f"Local catalog must be a ModelCatalog, got {type(self.catalog).__name__}")
         # Validates the model/quant pairing now, so a bad preset fails when the scenario loads.

@@ -29,6 +29,7 @@ from loadbench.deployments.http import (
 from loadbench.deployments.wire.openai import OpenAIWire, is_reasoning_model
 from loadbench.errors import ConfigError, RequestFailed, TargetError
 from loadbench.load.interface import Sender
+from loadbench.params import check_number, named_parameters
 
 Provider = Literal["openai", "deepseek", "anthropic", "compatible"]
 Client = Literal["http", "sdk"]
@@ -71,6 +72,7 @@ _PROVIDERS: dict[str, _ProviderInfo] = {
 _ALIASES = {"claude": "anthropic", "openai-compatible": "compatible", "vllm": "compatible"}
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Remote(Deployment):
     """A model served over HTTP by a provider or an OpenAI-compatible server.
@@ -102,6 +104,12 @@ class Remote(Deployment):
     location: ClassVar[str] = "remote"
 
     def __post_init__(self) -> None:
+        for name in ("model", "base_url", "reasoning_effort"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"Remote.{name} must be a string (or None), got {value!r}")
+        if self.api_key is not None and not isinstance(self.api_key, str):
+            raise ConfigError(f"Remote.api_key must be a string (or None), got a {type(self.api_key).__name__}")
         provider = _ALIASES.get(self.provider, self.provider)
         if provider not in _PROVIDERS:
             known = ", ".join(sorted({*_PROVIDERS, *_ALIASES}))
@@ -113,8 +121,12 @@ class Remote(Deployment):
             raise ConfigError(f"Remote client must be 'http' or 'sdk', got {self.client!r}")
         if self.base_url is not None and urlsplit(self.base_url).scheme not in ("http", "https"):
             raise ConfigError(f"Remote base_url must start with http:// or https://, got {self.base_url!r}")
-        if self.max_tokens < 1:
-            raise ConfigError(f"Remote max_tokens must be >= 1, got {self.max_tokens!r}")
+        check_number("Remote", "max_tokens", self.max_tokens, integer=True, minimum=1)
+        check_number("Remote", "thinking_budget_tokens", self.thinking_budget_tokens, integer=True, minimum=1)
+        check_number("Remote", "temperature", self.temperature, minimum=0, optional=True)
+        check_number("Remote", "seed", self.seed, integer=True, optional=True)
+        if self.ignore_eos is not None and not isinstance(self.ignore_eos, bool):
+            raise ConfigError(f"Remote.ignore_eos must be True, False or None, got {self.ignore_eos!r}")
         if provider == "anthropic" and self.thinking_budget_tokens < 1024:
             raise ConfigError(
                 "Remote.claude thinking_budget_tokens must be >= 1024 (Anthropic's minimum), "

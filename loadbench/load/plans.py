@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from loadbench.errors import ConfigError
+from loadbench.params import named_parameters
 
 NS_PER_S = 1_000_000_000
 
@@ -65,6 +66,7 @@ class _Described:
         return {"plan": type(self).__name__, **asdict(self)}  # type: ignore[call-overload]
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Concurrency(_Described):
     """Closed loop: ``users`` virtual users, each sending when its previous answer has ended.
@@ -80,6 +82,7 @@ class Concurrency(_Described):
         _positive("Concurrency", "think_s", self.think_s, zero_ok=True)
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Constant(_Described):
     """Open loop: one request every ``1 / rate_per_s`` seconds exactly."""
@@ -98,6 +101,7 @@ class Constant(_Described):
             i += 1
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Gamma(_Described):
     """Open loop: gamma-distributed gaps with mean ``1 / rate_per_s``.
@@ -127,6 +131,7 @@ class Gamma(_Described):
                 yield round(t_s * NS_PER_S)
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Poisson(Gamma):
     """Open loop: exponential gaps (a Poisson process) at ``rate_per_s`` on average."""
@@ -144,6 +149,7 @@ class Poisson(Gamma):
         return {"plan": "Poisson", "rate_per_s": self.rate_per_s, "max_concurrency": self.max_concurrency}
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Burst(_Described):
     """Open loop: waves of ``size`` requests released together, one wave every ``every_s``.
@@ -172,6 +178,7 @@ class Burst(_Described):
             wave += 1
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Ramp(_Described):
     """Open loop: the rate moves linearly from ``from_rate_per_s`` to ``to_rate_per_s`` over
@@ -231,6 +238,7 @@ def check_plan(plan: object, where: str = "load") -> None:
     )
 
 
+@named_parameters
 @dataclass(frozen=True, slots=True)
 class Stop:
     """When the run ends, and which part of it is measured.

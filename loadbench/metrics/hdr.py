@@ -6,6 +6,7 @@ All latencies are held in integer microseconds from 1 µs to one hour at three s
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -102,11 +103,14 @@ def add_into(dst: HdrHistogram, src: HdrHistogram) -> None:
 
 
 def clear(hist: HdrHistogram) -> None:
-    """Empty ``hist`` in place, vectorised (hdrh's ``reset`` loops over every counter)."""
+    """Empty ``hist`` in place, vectorised (hdrh's ``reset`` loops over every counter).
+
+    Allocates nothing: an ``HdrHistogram`` and its encoder reference each other, so every
+    histogram made and dropped is a reference cycle left for the cyclic collector.
+    """
     _counts(hist)[:] = 0
-    fresh = new_histogram(hist.highest_trackable_value)
     hist.total_count = 0
-    hist.min_value = fresh.min_value
+    hist.min_value = sys.maxsize  # as hdrh's own reset leaves it
     hist.max_value = 0
 
 

@@ -1,8 +1,9 @@
 """The run summary: percentiles and throughput, computed once, after the run, from the recorder.
 
 Definitions (see DESIGN.md): the measured window runs from the first measured request's intended
-send to the last measured request's end; throughput is measured completions and output tokens over
-that window. Request counts cover every phase, and scheduled = completed + failed + cancelled.
+send to the last measured request's end, whatever each one's outcome (ok, failed or cancelled);
+throughput is measured completions and output tokens over that window. Request counts cover
+every phase, and scheduled = completed + failed + cancelled.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def build_summary(recorder: Recorder, *, scheduled: int, goodput_ok: int | None 
         by_phase.setdefault(phase, {})[st] = n
 
     window_ns = recorder.window_last_end_ns - recorder.window_first_intended_ns
-    window_s = window_ns / 1e9 if recorder.measured_ok and window_ns > 0 else 0.0
+    window_s = window_ns / 1e9 if recorder.window_first_intended_ns and window_ns > 0 else 0.0
 
     def per_s(n: float) -> float | None:
         return n / window_s if window_s else None

@@ -112,7 +112,8 @@ def compare(run_dir: str | Path, trace: str | Path | None = None) -> dict[str, A
 
 
 def main(argv: list[str]) -> int:
-    """``loadbench verify RUN_DIR [--trace T] [--max-p99-ms X] [--json]``; exit 1 when over the bound."""
+    """``loadbench verify RUN_DIR [--trace T] [--max-p99-ms X] [--json]``; exit 1 when over the bound,
+    2 (``LoadbenchError``) when no request joins."""
     p = argparse.ArgumentParser(
         prog="python -m loadbench verify",
         description="Compare a run's client-side stamps with a server's ground-truth trace "
@@ -124,6 +125,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     ns = p.parse_args(argv)
     result = compare(ns.run_dir, ns.trace)
+    if not result["joined_ok"]:
+        # Nothing compared proves nothing: a bound cannot pass on no data.
+        raise LoadbenchError(
+            f"{result['trace']}: no request joined ({result['client_requests']} client records, "
+            f"{result['server_requests']} trace records, {result['unmatched_client_ids']} client ids not in the "
+            "trace; only requests ok on both sides join): is this the trace of this run?"
+        )
     if ns.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:

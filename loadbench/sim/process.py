@@ -5,6 +5,8 @@ The child runs ``loadbench.sim.cli.main(["--config-json", ..., "--ready-line",
 binds, then prints one JSON line (``{"ready": true, "port": N, ...}``) on stdout, which the parent
 waits for; its stderr goes to a temporary file whose tail is quoted if it fails to come up. The
 child also exits when its stdin reaches end-of-file, so it never outlives a parent that was killed.
+It runs in a session (and process group) of its own: a terminal's Ctrl-C goes to the whole
+foreground process group, and must reach only the harness, which then drains its requests.
 Closing sends SIGTERM (the child flushes its trace and exits), then SIGKILL after a grace period.
 
 CPU isolation (``isolate_cpu``, on by default where the OS allows it and at least two CPUs are
@@ -196,9 +198,12 @@ class SimProcess:
         t0 = time.perf_counter()
         try:
             with os.fdopen(fd, "wb") as err:
+                # A session of its own: Ctrl-C at a terminal signals the whole foreground process
+                # group, and a simulator in it would exit at once and fail every request the
+                # harness is draining. It still dies with the parent (stdin EOF) and on close.
                 self._proc = subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
-                    close_fds=True,
+                    close_fds=True, start_new_session=True,
                 )
         except OSError as exc:
             self._cleanup_files()

@@ -31,6 +31,7 @@ from itertools import chain, repeat
 from typing import Any, ClassVar
 
 from loadbench.errors import ConfigError
+from loadbench.params import named_parameters
 from loadbench.workloads.base import Built, Composer, Workload
 from loadbench.workloads.check import check_answer
 from loadbench.workloads.distributions import Distribution, Normal, Uniform, as_distribution
@@ -125,6 +126,7 @@ class _Preset(Workload):
 # -- Prefill ---------------------------------------------------------------------------------------
 
 
+@named_parameters
 @dataclass(frozen=True)
 class Prefill(_Preset):
     """Long input, short output: pages of a financial filing and a question about a figure."""
@@ -192,6 +194,7 @@ class Prefill(_Preset):
 _DECODE_INSTRUCTION = "Solve the following problem step by step. Put your final answer in \\boxed{}.\n\n"
 
 
+@named_parameters
 @dataclass(frozen=True)
 class Decode(_Preset):
     """Short input, long output: a math problem to solve step by step."""
@@ -278,6 +281,7 @@ class _Conversation:
     previous_output: int
 
 
+@named_parameters
 @dataclass(frozen=True)
 class Balanced(_Preset):
     """Conversation-sized input and output: a chat whose last user turn asks for an answer."""

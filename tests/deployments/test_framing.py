@@ -54,3 +54,26 @@ def test_big_line_is_fine():
     payload = b"x" * (3 << 20)
     events, _ = feed_all(SseDecoder(), b"data: " + payload + b"\n\n", 1 << 16)
     assert events == [("", payload)]
+
+
+def test_an_over_long_line_fails_the_request_as_malformed():
+    import pytest
+
+    from loadbench.errors import ErrorCategory, RequestFailed
+
+    for decoder in (SseDecoder(max_line_bytes=1000), NdjsonDecoder(max_line_bytes=1000)):
+        decoder.feed(b'data: {"ok": 1}\n\n' if isinstance(decoder, SseDecoder) else b'{"ok": 1}\n')
+        with pytest.raises(RequestFailed) as info:
+            for _ in range(20):
+                decoder.feed(b"x" * 100)
+        assert info.value.category is ErrorCategory.MALFORMED
+        assert "1,000 bytes without a newline" in info.value.detail
+    # One event made of many data: lines with no blank line between them is bounded too.
+    sse = SseDecoder(max_line_bytes=1000)
+    with pytest.raises(RequestFailed):
+        for _ in range(20):
+            sse.feed(b"data: " + b"y" * 90 + b"\n")
+    # At the limit is fine, in any split.
+    events, _ = feed_all(SseDecoder(max_line_bytes=1000), b"data: " + b"z" * 994 + b"\n\n", 7)
+    assert events == [("", b"z" * 994)]
+

@@ -217,3 +217,58 @@ def test_key_never_in_repr_or_describe():
     assert SECRET not in repr(dep)
     assert SECRET not in str(dep.describe())
     assert dep.describe()["api_key"] == "explicit"
+
+
+def endless_line_app(line_bytes: int):
+    """Odd requests get one line of ``line_bytes`` with no newline; even ones a 3-token answer."""
+    count = [0]
+
+    def routes(app: web.Application) -> None:
+        models_route(app)
+
+        async def chat(request: web.Request) -> web.StreamResponse:
+            count[0] += 1
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            if count[0] % 2 == 0:
+                for i in range(3):
+                    delta = orjson.dumps({"choices": [{"index": 0, "delta": {"content": f"t{i} "}}]})
+                    await resp.write(b"data: " + delta + b"\n\n")
+                await resp.write(b"data: [DONE]\n\n")
+                await resp.write_eof()
+                return resp
+            piece = b"x" * 65536
+            try:
+                await resp.write(b"data: ")
+                for _ in range(line_bytes // len(piece)):
+                    await resp.write(piece)
+            except ConnectionError:  # the client gave up on the line, as it should
+                pass
+            return resp
+
+        app.router.add_post("/v1/chat/completions", chat)
+
+    return routes
+
+
+@pytest.mark.parametrize("path", ["push", "pull"])
+def test_an_endless_line_fails_as_malformed_and_the_next_request_is_served(monkeypatch, path):
+    from loadbench.deployments import http as http_mod
+
+    monkeypatch.setattr(http_mod, "DEFAULT_READ_PATH", path)
+
+    async def main():
+        async with serve(endless_line_app(64 << 20)) as url:
+            dep = Remote.compatible(url, "m")
+            async with dep.open(base_url=url, settings=ClientSettings(pool_size=1)) as sender:
+                bad = record(0)
+                with pytest.raises(RequestFailed) as info:
+                    await sender.send(Prompt.user("x"), bad)
+                good = record(1)
+                await sender.send(Prompt.user("x"), good)
+                return info.value, good
+
+    exc, good = asyncio.run(main())
+    assert exc.category is ErrorCategory.MALFORMED
+    assert "without a newline" in exc.detail
+    assert len(good.chunk_ns) == 3

@@ -216,9 +216,11 @@ def test_failures_count_by_category_and_only_their_dispatch_lag_is_measured() ->
     m = summary["metrics"]
     assert m["e2e_ms"]["count"] == 20 and m["ttft_ms"]["count"] == 20
     assert m["dispatch_lag_ms"]["count"] == 23  # ok and failed were sent; the cancelled one was not
-    assert summary["throughput"]["requests_per_s"] == pytest.approx(
-        20 / ((max(r.end_ns for r in good) - min(r.intended_ns for r in good)) / 1e9)
-    )
+    # The window spans every measured request, failed and cancelled ones included.
+    everything = [*good, *bad, cancelled]
+    window_s = (max(r.end_ns for r in everything) - min(r.intended_ns for r in everything)) / 1e9
+    assert summary["window"]["duration_s"] == pytest.approx(window_s)
+    assert summary["throughput"]["requests_per_s"] == pytest.approx(20 / window_s)
 
 
 def test_accounting_breach_is_reported() -> None:
@@ -239,10 +241,14 @@ def test_output_count_source(counts: list[int | None], source: str) -> None:
 
 
 def test_nothing_measured_gives_none_not_zero() -> None:
-    _, summary = summarise([failed_record(0, T0, 0, "connect")])
-    assert summary["tokens"]["output_count_source"] == "none"
+    _, summary = summarise([])
     assert summary["window"]["duration_s"] == 0.0
     assert summary["throughput"]["requests_per_s"] is None
+    # Measured but nothing completed: zero over the window, not "nothing measured".
+    _, summary = summarise([failed_record(0, T0, 0, "connect")])
+    assert summary["tokens"]["output_count_source"] == "none"
+    assert summary["window"]["duration_s"] == pytest.approx(0.003)
+    assert summary["throughput"]["requests_per_s"] == 0.0
     assert summary["throughput"]["input_tokens_per_s"] is None
     assert summary["metrics"]["ttft_ms"] == {"count": 0, **dict.fromkeys(
         ("mean", "min", "p50", "p90", "p95", "p99", "p99_9", "max"))}
@@ -322,3 +328,49 @@ def test_reasoning_tokens_come_from_the_server_else_from_reasoning_chunks() -> N
     rec.rotate()
     assert counted.reasoning_tokens_used == 4 and reported.reasoning_tokens_used == 7
     assert build_summary(rec, scheduled=2)["tokens"]["reasoning_total"] == 11
+
+
+def test_rotation_makes_no_histograms_so_memory_is_flat_in_run_length() -> None:
+    """Each HdrHistogram and its encoder reference each other: a set made per interval and dropped
+    is garbage only the cyclic collector frees, which the run holds off (see experiment._calm_gc)."""
+    import gc
+
+    from hdrh.histogram import HdrHistogram
+
+    def histograms() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, HdrHistogram))
+
+    rec = Recorder()
+    records = synthetic(8, n=40)
+    gc.collect()
+    gc.disable()
+    try:
+        rec.add(records[0])
+        rec.rotate()
+        before = histograms()
+        for r in records[1:]:
+            rec.add(r)
+            _, _, hists = rec.rotate()
+            assert sum(h.total_count for h in hists.values()) > 0
+        after = histograms()
+    finally:
+        gc.enable()
+    assert after == before
+    assert rec.totals["e2e_us"].total_count == 40
+
+
+def test_failures_after_the_last_success_stay_in_the_window() -> None:
+    """A server that answers for 5 s of a 10 s run, then fails everything: throughput is over the
+    10 s, not the 5 s it answered in; a single success is not rated over its own latency."""
+    good = [ok_record(i, T0 + i * 100 * MS, 0, 10 * MS, [MS] * 9, 0, server_tokens=10) for i in range(50)]
+    bad = [failed_record(50 + i, T0 + (5000 + i * 100) * MS, 0, "server_error") for i in range(50)]
+    _, summary = summarise([*good, *bad])
+    window_s = (bad[-1].end_ns - T0) / 1e9
+    assert window_s == pytest.approx(9.903)
+    assert summary["window"]["duration_s"] == pytest.approx(window_s)
+    assert summary["throughput"]["requests_per_s"] == pytest.approx(50 / window_s)
+    assert summary["throughput"]["output_tokens_per_s"] == pytest.approx(500 / window_s)
+    one = ok_record(0, T0, 0, 5 * MS, [MS] * 99, 0, server_tokens=100)
+    late = failed_record(1, T0 + 2_900 * MS, 0, "connect")
+    _, summary = summarise([one, late])
+    assert summary["throughput"]["requests_per_s"] == pytest.approx(1 / 2.903)
