@@ -60,7 +60,7 @@ DERIVED: dict[str, str] = {
     "error_rate": "measured requests failed / measured requests finished (ok or failed)",
 }
 
-_GATE = re.compile(r"^\s*(?P<path>[A-Za-z_][A-Za-z0-9_.]*)\s*(?P<op>[<>=!]+)\s*(?P<num>.*?)\s*$")
+_GATE = re.compile(r"^\s*(?P<path>[A-Za-z_][A-Za-z0-9_.]*)\s*(?P<op>[<>=!](?:\s*[<>=!])*)\s*(?P<num>.*?)\s*$")
 
 # Figures that only grow during a run (so a crossed "<" limit is final).
 _COUNT_PATHS = ("requests.failed", "requests.cancelled")
