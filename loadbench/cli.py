@@ -159,7 +159,7 @@ def _run_scenario(ns: argparse.Namespace) -> int:
 
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif not ns.quiet:
-        out.print(summary_renderable(result.summary))
+        out.print(summary_renderable(result.summary, gates=False))  # gates go to stderr below
         out.print(f"results: {result.path}")
     code, error = _outcome(result.summary, result.run)
     gates = result.summary.get("gates") or []
