@@ -56,7 +56,10 @@ _EXPORTS: dict[str, str] = {
     "SimConfig": "loadbench.sim",
     "EngineProfile": "loadbench.sim",
     "FaultPlan": "loadbench.sim",
+    "FaultWindow": "loadbench.sim",
     "Responder": "loadbench.sim",
+    # CI gates
+    "Gate": "loadbench.gates",
     # errors
     "LoadbenchError": "loadbench.errors",
     "ConfigError": "loadbench.errors",

@@ -3,10 +3,12 @@
     loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N] [--rate R]
                           [--arrivals poisson|constant|gamma:CV] [--concurrency N]
                           [--max-concurrency N] [--out DIR [--force]] [--seed N] [--quiet] [--json]
+                          [--gate EXPR ...] [--junit FILE]
     loadbench sim [--port N] [knobs]              run the embedded simulator by hand
     loadbench verify RUN_DIR [--trace FILE|URL]   compare a run with the simulator's ground truth
     loadbench report RUN_DIR                      print a finished run's summary
     loadbench engine build|path|serve             build / locate / serve llama.cpp's llama-server
+    loadbench compare BASELINE_RUN NEW_RUN        is the new run slower? bootstrap CIs, a verdict
 
 ``python -m loadbench ...`` is the same command.
 """
@@ -22,6 +24,7 @@ from loadbench.errors import LoadbenchError, RunAborted
 
 EXIT_USAGE = 2
 EXIT_NO_COMPLETED = 3  # the run finished but no measured request completed
+EXIT_GATES_FAILED = 99  # a gate failed (k6's convention); compare's regression too
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -38,12 +41,22 @@ Other commands (`python -m loadbench ...` is the same):
   loadbench verify RUN_DIR [--trace FILE|URL] client stamps against the simulator's ground truth
   loadbench report RUN_DIR                    print the summary of a finished run
   loadbench engine build|path|serve           build, locate or serve llama.cpp's llama-server
+  loadbench compare BASE_RUN NEW_RUN          per-metric change with bootstrap CIs; exit 99 on a regression
 
 Results go to results/<scenario>-<UTC time>/ (or --out, which must be new or empty unless
---force): run.json, requests.jsonl, metrics.hlog, summary.json, energy.csv. Exit codes: 0 done,
-2 bad input or target, or a run stopped early (its simulator died, its disk filled), 3 no
-measured request completed, 130 interrupted (results are still written either way).
-Metric definitions: docs/metrics.md.
+--force): run.json, requests.jsonl, metrics.hlog, summary.json, harness.jsonl, energy.csv.
+
+Gates (CI): --gate 'ttft_ms.p99 < 500' --gate 'error_rate < 1%' (or Scenario(gates=[...])).
+A gate is PATH OP NUMBER: PATH a dotted path into summary.json (a metric's name stands alone:
+ttft_ms.p99), or error_rate; OP one of < <= > >= == !=. Drift and the harness's own use are
+figures too: drift.ttft_ms.p99 < 1.2, harness.rss_growth_mb < 50. A bad gate exits 2 before
+any request is sent. --junit FILE writes a JUnit report; $GITHUB_STEP_SUMMARY, when set, gets a
+Markdown summary.
+
+Exit codes: 0 done (all gates passed), 1 crash (a loadbench bug), 2 bad input or target, or a
+run stopped early (its simulator died, its disk filled), 3 no measured request completed, 99 a
+gate failed (also when abort_on_fail stopped the run early), 130 interrupted (results are still
+written either way). Metric definitions: docs/metrics.md.
 """
 
 
@@ -83,6 +96,15 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="seed for prompts and arrival times")
     p.add_argument("--quiet", action="store_true", help="no live progress and no summary table")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout (progress goes to stderr)")
+    p.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a pass/fail condition such as 'ttft_ms.p99 < 500' (repeatable; added to the scenario's gates); "
+        "a failed gate exits 99",
+    )
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report: one test case per gate")
     return p
 
 
@@ -93,6 +115,7 @@ COMMANDS: dict[str, str] = {
     "engine": "loadbench.engines.llamacpp:main",
     "verify": "loadbench.results.verify:main",
     "report": "loadbench.cli:_report",
+    "compare": "loadbench.results.compare:main",
 }
 
 
@@ -129,6 +152,20 @@ def _run(argv: list[str]) -> int:
         from loadbench.errors import ScenarioError
 
         raise ScenarioError(f"{ns.scenario}: scenario file not found")
+    try:
+        return _run_scenario(ns)
+    except LoadbenchError as exc:
+        _ci_reports(ns, Path(ns.scenario).stem, None, error=("bad_input", str(exc)))
+        raise
+    except KeyboardInterrupt:
+        _ci_reports(ns, Path(ns.scenario).stem, None, error=("interrupted", "interrupted"))
+        raise
+    except Exception as exc:
+        _ci_reports(ns, Path(ns.scenario).stem, None, error=("crash", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def _run_scenario(ns: argparse.Namespace) -> int:
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
     from loadbench.load.overrides import Arrivals, override_load
@@ -138,7 +175,7 @@ def _run(argv: list[str]) -> int:
     arrivals = Arrivals.parse(ns.arrivals) if ns.arrivals is not None else None
     scenario = load_scenario(ns.scenario).with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed,
-        overwrite=ns.force or None,
+        overwrite=ns.force or None, gates=ns.gate,
     )
     load = override_load(
         scenario.load,
@@ -173,23 +210,65 @@ def _run(argv: list[str]) -> int:
 
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif not ns.quiet:
-        out.print(summary_renderable(result.summary))
+        out.print(summary_renderable(result.summary, gates=False))  # gates go to stderr below
         out.print(f"results: {result.path}")
-    if result.run.get("status") == "interrupted":
-        return EXIT_INTERRUPTED
-    requests = result.summary["requests"]
-    if not requests["measured_completed"]:
-        errors = ", ".join(f"{k}={v}" for k, v in requests["errors"].items()) or "none"
-        measured = sum(requests["by_phase"].get("measured", {}).values())
-        outside = requests["scheduled"] - measured
+    code, error = _outcome(result.summary, result.run)
+    gates = result.summary.get("gates") or []
+    if gates:
+        from loadbench.gates import describe_result
+
+        for g in gates:  # on stderr, so --json output stays parseable
+            print(f"loadbench: gate {describe_result(g)}", file=sys.stderr)
+        failed = sum(not g["passed"] for g in gates)
+        if failed:
+            print(f"loadbench: {failed} of {len(gates)} gates failed (exit {EXIT_GATES_FAILED})", file=sys.stderr)
+    if code == EXIT_NO_COMPLETED and error is not None:
+        print(f"loadbench: {error[1]}; results in {result.path}", file=sys.stderr)
+    _ci_reports(ns, scenario.name, result, error=error)
+    return code
+
+
+def _outcome(summary: dict, run: dict) -> tuple[int, tuple[str, str] | None]:
+    """The exit code of a finished run, and the run error the CI reports show (None: it ran)."""
+    if run.get("status") == "interrupted":
+        return EXIT_INTERRUPTED, ("interrupted", "the run was interrupted (results up to then are written)")
+    requests = summary.get("requests", {})
+    if not requests.get("measured_completed"):
+        errors = ", ".join(f"{k}={v}" for k, v in requests.get("errors", {}).items()) or "none"
+        measured = sum(requests.get("by_phase", {}).get("measured", {}).values())
+        outside = requests.get("scheduled", 0) - measured
         aside = f"; {outside} in the warm-up or cool-down, not measured" if outside else ""
-        print(
-            f"loadbench: no measured request completed ({requests['failed']} failed, "
-            f"{requests['cancelled']} cancelled; errors: {errors}{aside}); results in {result.path}",
-            file=sys.stderr,
+        why = (
+            f"no measured request completed ({requests.get('failed', 0)} failed, "
+            f"{requests.get('cancelled', 0)} cancelled; errors: {errors}{aside})"
         )
-        return EXIT_NO_COMPLETED
-    return 0
+        return EXIT_NO_COMPLETED, ("no_completed", why)
+    if any(not g["passed"] for g in summary.get("gates") or []):
+        return EXIT_GATES_FAILED, None
+    return 0, None
+
+
+def _ci_reports(ns: argparse.Namespace, scenario: str, result: object, *, error: tuple[str, str] | None) -> None:
+    """Write --junit and append to $GITHUB_STEP_SUMMARY, whatever the outcome."""
+    import os
+
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not ns.junit and not step_summary:
+        return
+    from loadbench.results.ci import RunOutcome, append_step_summary, write_junit
+
+    outcome = RunOutcome(
+        scenario=scenario,
+        summary=getattr(result, "summary", None),
+        run=getattr(result, "run", None),
+        run_dir=str(result.path) if result is not None else None,  # type: ignore[attr-defined]
+        error_kind=error[0] if error else None,
+        error=error[1] if error else None,
+    )
+    if ns.junit:
+        write_junit(ns.junit, outcome)
+    if step_summary:
+        append_step_summary(step_summary, outcome)
 
 
 def _console(*, stderr: bool = False) -> object:

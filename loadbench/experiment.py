@@ -30,15 +30,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
 from loadbench.errors import LoadbenchError, RunAborted
-from loadbench.load.plans import Concurrency
+from loadbench.gates import Gate, LiveFigures, LiveJudge, check_paths, evaluate, schema
+from loadbench.load.plans import NS_PER_S, Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
+from loadbench.metrics.drift import DriftTracker, default_window_s
+from loadbench.metrics.harness import HarnessMonitor
+from loadbench.metrics.hdr import fast_percentiles, new_histogram, record
 from loadbench.metrics.record import RequestRecord
-from loadbench.metrics.recorder import Recorder, Snapshot
+from loadbench.metrics.recorder import METRICS, Recorder, Snapshot
 from loadbench.metrics.slo import SloTally
 from loadbench.metrics.summary import build_summary
 from loadbench.results.run import RunResult
@@ -52,10 +56,12 @@ from loadbench.results.run_dir import (
 )
 from loadbench.scenario import Scenario
 from loadbench.workloads.prompt import Prompt
-from loadbench.workloads.report import length_report, lengths_outcome, lengths_plan
+from loadbench.workloads.report import LengthTally, lengths_outcome, lengths_plan
 
 _SNAPSHOT_S = 0.25
 _SIM_POLL_S = 0.2  # how soon a dead embedded simulator is noticed
+_GATE_CHECK_S = 0.5
+_METRIC_KEYS = tuple(m.key for m in METRICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +174,7 @@ class Experiment:
     async def run_async(self, *, observer: Observer | None = None) -> RunResult:
         scenario = self.scenario
         observer = observer or _Silent()
+        judge = self.check_gates(scenario)  # bad gates are bad input: before the target is touched
         out_dir = self._out_dir(scenario)
         created = prepare_run_dir(out_dir, overwrite=scenario.overwrite)
         sim = None
@@ -177,7 +184,7 @@ class Experiment:
                 meter = self._energy_meter(scenario, stack)
                 if meter is not None:
                     meter.stream_csv(out_dir / "energy.csv")
-                result = await self._run(scenario, target, out_dir, meter, observer, sim)
+                result = await self._run(scenario, target, out_dir, meter, observer, sim, judge)
         except BaseException:
             if not (out_dir / "run.json").exists():  # it never started: leave nothing behind
                 discard_run_dir(out_dir, created=created)
@@ -232,8 +239,49 @@ class Experiment:
         config = scenario.energy if scenario.energy is not None else EnergyConfig()
         return stack.enter_context(EnergyMeter(config))
 
+    @classmethod
+    def summary_skeleton(cls, scenario: Scenario) -> dict[str, Any]:
+        """The summary an empty run of ``scenario`` would write: every section and key a real run
+        has (values ``None`` or 0), made by the same builder. Gates are checked against it."""
+        target = TargetInfo("sim", "http://127.0.0.1", scenario.deployment.dialect, "")
+        skeleton = cls._summarize(
+            scenario,
+            target,
+            Recorder(),
+            scheduled=0,
+            timing=None,
+            meter=None,
+            facts=_RunFacts(),
+            slo=SloTally(scenario.slo) if scenario.slo else None,
+            drift=DriftTracker(1.0),
+            harness=HarnessMonitor(Path(os.devnull), start_ns=0),
+        )
+        if scenario.energy is not False:
+            from loadbench.energy import EnergyConfig
+            from loadbench.energy import report as energy_report
+
+            skeleton["energy"] = energy_report.build(
+                [], config=scenario.energy or EnergyConfig(), run_ns=(0, 0), window_ns=(0, 0), idle_ns=None,
+                output_tokens=0, requests=0, location="local", remote_output_tokens=None, sources_tried=[],
+                missed_ticks=0, sampler_cpu_s=0.0, sampler_stuck=False,
+            )  # fmt: skip
+        if scenario.check_answers:
+            skeleton.setdefault("accuracy", {"checked": 0, "correct": 0, "unchecked": 0, "accuracy": None})
+        return skeleton
+
+    @classmethod
+    def check_gates(cls, scenario: Scenario) -> LiveJudge:
+        """Raise ``ConfigError`` for a gate naming a figure the summary will not have, or asking to
+        abort where no early verdict is possible; return the judge of the abort gates."""
+        if not scenario.gates:
+            return LiveJudge((), _METRIC_KEYS, None)
+        check_paths(scenario.gates, schema(cls.summary_skeleton(scenario)), _METRIC_KEYS)
+        needs_bound = any(g.abort_on_fail for g in scenario.gates)
+        return LiveJudge(scenario.gates, _METRIC_KEYS, _max_requests(scenario) if needs_bound else None)
+
     async def _run(
-        self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer, sim: Any
+        self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer, sim: Any,
+        judge: LiveJudge,
     ) -> RunResult:
         run_id = secrets.token_hex(4)
         anchor_ns, anchor_epoch_s = time.perf_counter_ns(), time.time()
@@ -261,10 +309,16 @@ class Experiment:
             "status": "running",
         }
 
-        recorder = Recorder()
+        stop = scenario.stop
+        window_s = scenario.drift_window_s or default_window_s(
+            None if stop.duration_s is None else stop.duration_s - stop.warmup_s - stop.cooldown_s,
+            scenario.hlog_interval_s,
+        )
+        drift = DriftTracker(window_s)
+        recorder = Recorder(on_interval=drift.add)
         stream = _open_stream(scenario, target)
         observe = getattr(stream, "observe", None)
-        facts = _RunFacts()
+        facts = _RunFacts(getattr(scenario.workload, "check", None))
         slo = SloTally(scenario.slo) if scenario.slo else None
         lengths = lengths_plan(stream, scenario.stop, users=_pool_size(scenario))
         if lengths is not None:
@@ -330,6 +384,20 @@ class Experiment:
             if writer.failure is not None:  # the disk was full from the start (already reported)
                 scheduler.request_stop("write_failed")
             writer.start()
+            # The RSS baseline for growth is taken once start-up (pools, buffers) is past: after
+            # the warm-up and the first drift window.
+            harness = HarnessMonitor(
+                out_dir / "harness.jsonl",
+                start_ns=anchor_ns,
+                in_flight=lambda: scheduler.in_flight,
+                finished=lambda: recorder.status.total(),
+                baseline_after_s=stop.warmup_s + window_s,
+            )
+            harness.start()
+            gates_lost: list[Gate] = []
+            gate_watcher = (
+                loop.create_task(_watch_gates(judge, scheduler, recorder, observer, gates_lost)) if judge else None
+            )
             scraper = None
             if scenario.scrape_metrics:
                 from loadbench.metrics.prometheus import MetricsScraper, metrics_url
@@ -357,6 +425,9 @@ class Experiment:
                 ticker.cancel()
                 if watcher is not None:
                     watcher.cancel()
+                if gate_watcher is not None:
+                    gate_watcher.cancel()
+                await harness.close()
                 if meter is not None:
                     meter.mark("load_end")
                 await writer.close()
@@ -364,9 +435,16 @@ class Experiment:
 
         try:
             release_reserve(out_dir)  # its room is for what follows, should the disk be full
-            summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts, slo)
+            summary = self._summarize(
+                scenario, target, recorder, scheduled=scheduler.scheduled, timing=timing, meter=meter, facts=facts,
+                slo=slo, drift=drift, harness=harness,
+            )  # fmt: skip
             if scraped is not None:
                 summary["server_metrics"] = scraped
+            if scenario.gates:
+                summary["gates"] = evaluate(
+                    scenario.gates, summary, _METRIC_KEYS, aborted_by=gates_lost[0].expr if gates_lost else None
+                )
             if lengths is not None:
                 lengths.update(lengths_outcome(stream, summary["lengths"], facts.indices))
                 summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
@@ -388,9 +466,13 @@ class Experiment:
             elif aborted:
                 run_info["status"] = "failed"
                 run_info["error"] = aborted[0]
+            elif scheduler.interrupted:  # a signal while the results were written counts too
+                run_info["status"] = "interrupted"
+            elif gates_lost:
+                run_info["status"] = "aborted"
+                run_info["aborted_by_gate"] = gates_lost[0].expr
             else:
-                # A signal while the results were being written counts too: the user asked to stop.
-                run_info["status"] = "interrupted" if scheduler.interrupted else "finished"
+                run_info["status"] = "finished"
             run_info["stopped_by"] = timing.stopped_by if timing else "error"
             run_info["finished_at"] = datetime.now(UTC).isoformat()
             try:
@@ -406,16 +488,19 @@ class Experiment:
             raise RunAborted("; ".join(aborted) + f"; what was measured is in {out_dir}", result)
         return result
 
+    @staticmethod
     def _summarize(
-        self,
         scenario: Scenario,
         target: TargetInfo,
         recorder: Recorder,
-        scheduler: Scheduler,
+        *,
+        scheduled: int,
         timing: RunTiming | None,
         meter: Any,
         facts: _RunFacts,
         slo: SloTally | None,
+        drift: DriftTracker,
+        harness: HarnessMonitor,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -424,15 +509,21 @@ class Experiment:
             "run_duration_s": (timing.end_ns - timing.start_ns) / 1e9 if timing else None,
         }
         goodput_ok = slo.met_all if slo is not None else None
-        summary.update(build_summary(recorder, scheduled=scheduler.scheduled, goodput_ok=goodput_ok))
-        summary["load"] = _load_summary(scenario, scheduler, timing)
+        summary.update(build_summary(recorder, scheduled=scheduled, goodput_ok=goodput_ok))
+        summary["load"] = _load_summary(scenario, scheduled, timing)
         if slo is not None:
             summary["slo"] = slo.report(summary["window"]["duration_s"])
-        summary["lengths"] = length_report(facts.length_facts())
-        if facts.server_views:
-            summary["server"] = _server_summary(facts.server_views)
-        if facts.answers:
-            summary["accuracy"] = _accuracy(scenario.workload, facts.answers)
+        summary["lengths"] = facts.lengths.report()
+        if facts.server:
+            summary["server"] = facts.server_summary()
+        if (accuracy := facts.accuracy()) is not None:
+            summary["accuracy"] = accuracy
+        summary["drift"] = drift.report(
+            origin_ns=timing.start_ns if timing else 0,
+            first_ns=recorder.window_first_intended_ns,
+            last_ns=recorder.window_last_end_ns,
+        )
+        summary["harness"] = harness.report(requests=sum(recorder.status.values()))
         if meter is not None and timing is not None:
             window = (
                 recorder.window_first_intended_ns or timing.start_ns,
@@ -468,6 +559,8 @@ class Experiment:
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
             "scrape_metrics": scenario.scrape_metrics,
+            "gates": [g.describe() for g in scenario.gates],
+            "drift_window_s": scenario.drift_window_s,
         }
 
 
@@ -571,87 +664,93 @@ def _prompts(stream: Any) -> Iterator[Prompt]:
     return stream if hasattr(stream, "__next__") else iter(stream)
 
 
-class _LengthFacts(NamedTuple):
-    """What ``length_report`` reads of a record, kept instead of the record (and its stamps)."""
+class _ServerTally:
+    """One server-side figure (ms or tokens) across requests: exact count and mean, and p50/p90
+    from a histogram at 0.1% resolution, so a long run keeps no per-request values."""
 
-    status: str
-    target_input_tokens: int | None
-    input_tokens: int | None
-    target_output_tokens: int | None
-    output_tokens: int | None
+    __slots__ = ("count", "hist", "total")
+
+    _SCALE = 1000  # thousandths of the unit, as integers
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.hist = new_histogram()
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        record(self.hist, int(value * self._SCALE))
+
+    def report(self) -> dict[str, float] | None:
+        if not self.count:
+            return None
+        p50, p90 = fast_percentiles([self.hist], (50.0, 90.0))
+        return {"mean": self.total / self.count, "p50": p50 / self._SCALE, "p90": p90 / self._SCALE}
 
 
 class _RunFacts:
     """The few facts the summary needs beyond the histograms, gathered per measured ``ok``
-    request: lengths against targets, server-side timings, answers to check."""
+    request: lengths against targets, server-side timings, answers checked.
 
-    def __init__(self) -> None:
-        # Target and counted lengths, four machine integers per request (-1: none), so what the
-        # run keeps per request stays at 32 bytes: a tuple of boxed ints cost ~5x that.
-        self._lengths = array("q")
-        self.indices = array("q")  # the record index of each, in the same order
-        self.server_views: list[dict[str, Any]] = []
-        self.answers: list[tuple[Prompt, str]] = []
+    Everything is tallied as it arrives (answers are graded at once), so memory does not grow
+    with the number of requests beyond one machine integer each (the request's index, which the
+    length calibration reads after the run).
+    """
 
-    def length_facts(self) -> Iterator[_LengthFacts]:
-        """What ``length_report`` reads, one per ``ok`` measured request, in order."""
-        v = self._lengths
-        for i in range(0, len(v), 4):
-            a, b, c, d = (None if x < 0 else x for x in v[i : i + 4])
-            yield _LengthFacts("ok", a, b, c, d)
+    def __init__(self, check: Any = None) -> None:
+        self._check = check
+        self.lengths = LengthTally()
+        self.indices = array("q")  # the record index of each, in order
+        self.server: dict[str, _ServerTally] = {}
+        self.graded: list[int] = [0, 0, 0]  # correct, wrong, unchecked
 
     def add(self, record: RequestRecord, prompt: Prompt) -> None:
-        r = record
-        lengths = (r.target_input_tokens, r.input_tokens, r.target_output_tokens, r.output_tokens)
-        self._lengths.extend(-1 if v is None else v for v in lengths)
+        self.lengths.add(record)
         self.indices.append(record.index)
         if record.server:
-            self.server_views.append(record.server)
-        if record.text is not None:
-            self.answers.append((prompt, "".join(record.text)))
+            for key, value in record.server.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    tally = self.server.get(key)
+                    if tally is None:
+                        tally = self.server[key] = _ServerTally()
+                    tally.add(value)
+        if record.text is not None and self._check is not None:
+            verdict = self._check(prompt, "".join(record.text))
+            self.graded[0 if verdict is True else 1 if verdict is False else 2] += 1
+
+    def server_summary(self) -> dict[str, Any]:
+        """The server's own timings (Ollama's done record, llama.cpp's timings) beside the client's."""
+        return {k: self.server[k].report() for k in sorted(self.server)}
+
+    def accuracy(self) -> dict[str, Any] | None:
+        """The workload's own verdict on the answers (``None``: no answer was checked)."""
+        correct, wrong, unchecked = self.graded
+        if not (correct or wrong or unchecked):
+            return None
+        graded = correct + wrong
+        return {
+            "checked": graded,
+            "correct": correct,
+            "unchecked": unchecked,
+            "accuracy": correct / graded if graded else None,
+        }
 
 
-def _load_summary(scenario: Scenario, scheduler: Scheduler, timing: RunTiming | None) -> dict[str, Any]:
+def _load_summary(scenario: Scenario, scheduled: int, timing: RunTiming | None) -> dict[str, Any]:
     """The plan as run and the rate it achieved: requests scheduled per second of scheduling."""
     span_s = (timing.scheduling_stopped_ns - timing.start_ns) / 1e9 if timing else 0.0
     return {
         "plan": _describe(scenario.load),
-        "scheduled": scheduler.scheduled,
+        "scheduled": scheduled,
         "scheduling_s": span_s,
-        "scheduled_per_s": scheduler.scheduled / span_s if span_s > 0 else None,
+        "scheduled_per_s": scheduled / span_s if span_s > 0 else None,
     }
 
 
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _percentiles(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    import numpy as np
-
-    arr = np.asarray(values, dtype=float)
-    return {"mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90))}
-
-
-def _server_summary(views: list[dict[str, Any]]) -> dict[str, Any]:
-    """The server's own timings (Ollama's done record, llama.cpp's timings) beside the client's."""
-    keys = sorted({k for v in views for k, x in v.items() if isinstance(x, int | float) and not isinstance(x, bool)})
-    return {k: _percentiles([v[k] for v in views if isinstance(v.get(k), int | float)]) for k in keys}
-
-
-def _accuracy(workload: Any, answers: list[tuple[Prompt, str]]) -> dict[str, Any]:
-    """The workload's own verdict on each answer (``None``: the data cannot tell)."""
-    verdicts = [workload.check(p, a) for p, a in answers]
-    graded = [v for v in verdicts if v is not None]
-    return {
-        "checked": len(graded),
-        "correct": sum(graded),
-        "unchecked": len(verdicts) - len(graded),
-        "accuracy": (sum(graded) / len(graded)) if graded else None,
-    }
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, scheduler: Scheduler, observer: Observer) -> list[int]:
@@ -719,3 +818,50 @@ async def _tick(scheduler: Scheduler, recorder: Recorder, scenario: Scenario, ob
                 stopping=scheduler.stopping,
             )
         )
+
+
+def _max_requests(scenario: Scenario) -> int | None:
+    """The most requests the run can schedule, or None where no bound is known (a closed loop
+    stopped only by time). An open-loop plan's arrivals before the deadline are counted with the
+    scheduler's own seeded generator, so the count is the one the run will see."""
+    import numpy as np
+
+    stop, plan = scenario.stop, scenario.load
+    limit = stop.requests
+    if stop.duration_s is None or isinstance(plan, Concurrency):
+        return limit
+    deadline_ns = round(stop.duration_s * NS_PER_S)
+    cap = limit if limit is not None else 50_000_000
+    n = 0
+    for offset_ns in plan.offsets_ns(np.random.default_rng(scenario.seed)):
+        if offset_ns >= deadline_ns or n >= cap:
+            break
+        n += 1
+    return n
+
+
+async def _watch_gates(
+    judge: LiveJudge, scheduler: Scheduler, recorder: Recorder, observer: Observer, aborted: list[Gate]
+) -> None:
+    """Stop the run once an ``abort_on_fail`` gate is lost (see ``loadbench.gates``)."""
+    status = recorder.status_by_phase
+    while True:
+        await asyncio.sleep(_GATE_CHECK_S)
+        if not scheduler.start_ns:
+            continue
+        counts = {"requests.failed": recorder.status["failed"], "requests.cancelled": recorder.status["cancelled"]}
+        counts.update({f"requests.errors.{k}": n for k, n in recorder.errors.items()})
+        figures = LiveFigures(
+            elapsed_s=(time.perf_counter_ns() - scheduler.start_ns) / 1e9,
+            measured_ok=status[("measured", "ok")],
+            measured_failed=status[("measured", "failed")],
+            counts=counts,
+            over=lambda key, limit, _inclusive: recorder.count_above(key, limit),
+            maximum=recorder.max_of,
+        )
+        gate = judge.lost(figures)
+        if gate is not None:
+            aborted.append(gate)
+            observer.stopping(f"gate {gate.expr!r} can no longer pass (abort_on_fail)")
+            scheduler.request_stop(reason="gate")
+            return

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
+from loadbench.gates import normalize as normalize_gates
 from loadbench.load.plans import Concurrency, Stop, check_plan
 from loadbench.params import named_parameters
 
@@ -49,6 +50,11 @@ class Scenario:
     (True, or a URL) scrapes the target's Prometheus endpoint (``/metrics`` at its origin) every
     ``scrape_interval_s`` into ``server_metrics.jsonl``. ``slo`` maps metric keys (``ttft_ms``,
     ``tpot_ms``, ``e2e_ms``, and the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
+    ``gates`` are pass/fail
+    conditions on the summary's figures (expressions such as ``"ttft_ms.p99 < 500"`` or
+    ``Gate`` values; see ``loadbench.gates``): a failed gate makes the CLI exit 99.
+    ``drift_window_s`` is the length of the first and last windows compared for drift (default: a
+    tenth of a timed run, between one hlog interval and 60 s).
     """
 
     workload: Any
@@ -71,6 +77,8 @@ class Scenario:
     chunk_times: bool = True
     scrape_metrics: bool | str = False
     scrape_interval_s: float = 1.0
+    gates: Any = ()
+    drift_window_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployment, Deployment):
@@ -108,6 +116,13 @@ class Scenario:
             raise ConfigError(f"out_dir must name a directory, got {self.out_dir!r}")
         if not isinstance(self.overwrite, bool):
             raise ConfigError(f"overwrite must be True or False, got {self.overwrite!r}")
+        object.__setattr__(self, "gates", normalize_gates(self.gates))
+        if self.drift_window_s is not None and (
+            isinstance(self.drift_window_s, bool)
+            or not isinstance(self.drift_window_s, int | float)
+            or not self.drift_window_s > 0
+        ):
+            raise ConfigError(f"drift_window_s must be a positive number of seconds, got {self.drift_window_s!r}")
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
             raise ConfigError(f"name must be a non-empty string without path separators, got {self.name!r}")
 
@@ -127,8 +142,10 @@ class Scenario:
         out_dir: str | Path | None = None,
         seed: int | None = None,
         overwrite: bool | None = None,
+        gates: Sequence[str] = (),
     ) -> Scenario:
         """Apply the command line's overrides; ``None`` leaves a field as the scenario set it.
+        ``gates`` are added to the scenario's own.
 
         A ``--duration`` or ``--requests`` given alone replaces both stop limits, so the run stops
         where the command line says rather than at the scenario's other limit.
@@ -142,6 +159,8 @@ class Scenario:
             changes["seed"] = seed
         if overwrite is not None:
             changes["overwrite"] = overwrite
+        if gates:
+            changes["gates"] = (*self.gates, *normalize_gates(gates))
         if duration_s is not None or requests is not None:
             stop = self.stop
             warmup_requests = stop.warmup_requests

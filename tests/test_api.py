@@ -9,7 +9,8 @@ from loadbench import Q3B, Experiment, Local, Prefill, SimConfig
 
 EXPECTED = {
     "Balanced", "Burst", "Concurrency", "ConfigError", "Constant", "Decode", "Empirical", "EnergyConfig",
-    "EngineProfile", "Experiment", "FaultPlan", "Fixed", "Gamma", "Local", "LoadbenchError", "LogNormal",
+    "EngineProfile", "Experiment", "FaultPlan", "FaultWindow", "Fixed", "Gate", "Gamma", "Local", "LoadbenchError",
+    "LogNormal",
     "ModelCatalog", "Normal", "Poisson", "Prefill", "Q1_5B", "Q3B", "Q8B", "Ramp", "Remote", "Responder",
     "RunResult", "Scenario", "ScenarioError", "SimConfig", "Stop", "TargetError", "Timeouts", "TraceReplay",
     "Uniform", "__version__",

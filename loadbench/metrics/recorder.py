@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from loadbench.metrics.hdr import add_into, clear, fast_percentiles, new_histogram, record, record_many
+from loadbench.metrics.hdr import HIGHEST_US, add_into, clear, fast_percentiles, new_histogram, record, record_many
 from loadbench.metrics.record import RequestRecord
 
 
@@ -46,6 +47,20 @@ METRICS: tuple[Metric, ...] = (
     Metric("dispatch_lag_us", "dispatch_lag_ms", 1e3, "sent - intended"),
 )
 METRIC_BY_TAG = {m.tag: m for m in METRICS}
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalCounts:
+    """Measured requests that finished in one interval: ``ok``, ``failed``, and output tokens."""
+
+    ok: int = 0
+    failed: int = 0
+    output_tokens: int = 0
+
+
+# Called by ``rotate`` with (start_ns, end_ns, histograms, counts) of each closed interval.
+IntervalObserver = Callable[[int, int, "dict[str, HdrHistogram]", IntervalCounts], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +79,9 @@ class Snapshot:
 class Recorder:
     """Histograms and counters for one run. Used from the event loop thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_interval: IntervalObserver | None = None) -> None:
+        self._on_interval = on_interval
+        self._interval_ok = self._interval_failed = self._interval_tokens = 0
         self.totals: dict[str, HdrHistogram] = {m.tag: new_histogram() for m in METRICS}
         # Two interval sets, used in turn (see ``rotate``): histograms are never made during a run.
         self._interval: dict[str, HdrHistogram] = {m.tag: new_histogram() for m in METRICS}
@@ -118,8 +135,12 @@ class Recorder:
         if r.sent_ns:
             record(h["dispatch_lag_us"], (r.sent_ns - r.intended_ns) // 1000)
         if status != "ok":
+            if status == "failed":
+                self._interval_failed += 1
             return
         self.measured_ok += 1
+        self._interval_ok += 1
+        self._interval_tokens += n_out
         self.measured_output_tokens += n_out
         if r.output_tokens is not None:
             self.measured_output_reported += 1
@@ -160,7 +181,31 @@ class Recorder:
             clear(hist)
         self._interval, self._spare = spare, closed
         start_ns, self.interval_start_ns = self.interval_start_ns, now_ns
+        if self._on_interval is not None:
+            counts = IntervalCounts(self._interval_ok, self._interval_failed, self._interval_tokens)
+            self._on_interval(start_ns, now_ns, closed, counts)
+        self._interval_ok = self._interval_failed = self._interval_tokens = 0
         return start_ns, now_ns, closed
+
+    def count_above(self, key: str, value: float) -> int:
+        """Measured values of metric ``key`` (summary units) certainly above ``value`` so far: those
+        in histogram buckets wholly above the one holding it (so never an over-count)."""
+        metric = METRIC_BY_KEY[key]
+        units = max(0, min(int(value * metric.scale), HIGHEST_US))
+        total = 0
+        for hist in (self.totals[metric.tag], self._interval[metric.tag]):
+            if hist.total_count:
+                index = hist._counts_index_for(units)
+                total += int(np.ctypeslib.as_array(hist.counts)[index + 1 :].sum())
+        return total
+
+    def max_of(self, key: str) -> float | None:
+        """The largest measured value of metric ``key`` so far (summary units), or None."""
+        metric = METRIC_BY_KEY[key]
+        hists = [h for h in (self.totals[metric.tag], self._interval[metric.tag]) if h.total_count]
+        if not hists:
+            return None
+        return max(h.max_value for h in hists) / metric.scale  # the exact largest value recorded
 
     def snapshot(self, start_ns: int, now_ns: int, window_s: float = 5.0) -> Snapshot:
         """Counts so far, output tokens/s over the last ``window_s``, and TTFT p50/p99 so far (every

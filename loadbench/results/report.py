@@ -44,8 +44,9 @@ def _slo_line(slo: dict[str, Any]) -> str:
     return f"SLO attainment (of {slo['requests']:,} measured): all {_pct(attainment.get('all'))} · " + " · ".join(each)
 
 
-def summary_renderable(summary: dict[str, Any]) -> Group:
-    """The end-of-run report: request accounting, throughput, then one row per metric."""
+def summary_renderable(summary: dict[str, Any], *, gates: bool = True) -> Group:
+    """The end-of-run report: request accounting, throughput, then one row per metric; drift and
+    the harness's use; each gate's verdict unless ``gates`` is false (the run prints those itself)."""
     req = summary["requests"]
     thr = summary["throughput"]
     tokens = summary["tokens"]
@@ -95,4 +96,32 @@ def summary_renderable(summary: dict[str, Any]) -> Group:
     if summary.get("accuracy"):
         acc = summary["accuracy"]
         parts.append(Text(f"accuracy: {acc['correct']}/{acc['checked']} answers correct"))
+    parts += _soak_lines(summary, gates=gates)
     return Group(*parts)
+
+
+def _soak_lines(summary: dict[str, Any], *, gates: bool) -> list[Text]:
+    """Drift and the harness's own use (one line, when measured), then each gate's verdict."""
+    out = []
+    drift, harness = summary.get("drift") or {}, summary.get("harness") or {}
+    bits = []
+    if (drift.get("first") or {}).get("start_s") is not None:
+        tput = drift["throughput"]["output_tokens_per_s"]
+        bits.append(
+            f"drift (last / first {drift['window_s']:g} s): TTFT p99 x{_fmt(drift['ttft_ms']['p99'])}, "
+            f"throughput x{_fmt(tput)}, error rate {drift['error_rate']:+.4f}"
+        )
+    if harness.get("samples"):
+        growth = harness["rss_growth_mb"]
+        bits.append(
+            f"harness: RSS {_fmt(harness['rss_mb']['last'])} MB"
+            + ("" if growth is None else f" ({growth:+.1f} MB after warm-up)")
+            + f", CPU {_fmt(harness['cpu']['mean_percent'])}%, loop lag max {_fmt(harness['loop_lag_ms']['max'])} ms"
+        )
+    if bits:
+        out.append(Text(" · ".join(bits)))
+    for g in summary.get("gates") or [] if gates else []:
+        from loadbench.gates import describe_result
+
+        out.append(Text(f"gate {describe_result(g)}", style=None if g["passed"] else "red"))
+    return out

@@ -3,7 +3,7 @@
 ``length_report(records)`` sets each finished request's ``target_input_tokens`` and
 ``target_output_tokens`` against the server-reported ``input_tokens`` and ``output_tokens`` and
 summarises both sides (p50, p90) and the relative error per request (``|reported - target| /
-target``: p50, p90, and the signed mean, which shows a systematic bias). Requests without a
+target``: p50, p90 to 0.01%, and the signed mean, which shows a systematic bias). Requests without a
 target or without a server count are counted, not guessed.
 
 ``lengths_plan(stream, stop, users=...)`` and ``lengths_outcome(...)`` say, before and after a
@@ -13,6 +13,7 @@ from records during a warm-up, and the warm-up that needs) and what must be warn
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,50 +22,94 @@ import numpy as np
 from loadbench.metrics.record import RequestRecord
 from loadbench.workloads.base import SETTLE_WINDOW
 
-__all__ = ["LENGTH_TOLERANCE", "length_report", "lengths_outcome", "lengths_plan"]
+__all__ = ["LENGTH_TOLERANCE", "LengthTally", "length_report", "lengths_outcome", "lengths_plan"]
 
 # Measured requests whose input error is over this (p90) make a run warn.
 LENGTH_TOLERANCE = 0.05
 
 
-def _side(pairs: list[tuple[int, int]], missing: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": len(pairs), "unreported": missing}
-    if not pairs:
+# Relative errors are tallied at this resolution (0.01%), so a tally of a million requests holds a
+# few thousand distinct values; token counts are integers and tallied exactly.
+_REL_STEP = 1e-4
+
+
+def counter_percentile(counts: Counter[float], q: float) -> float:
+    """numpy's default (linear) percentile of the multiset ``counts`` (value -> occurrences)."""
+    values = np.fromiter(sorted(counts), dtype=np.float64)
+    weights = np.fromiter((counts[v] for v in sorted(counts)), dtype=np.int64)
+    cumulative = np.cumsum(weights)
+    rank = q / 100 * (int(cumulative[-1]) - 1)
+    lo, frac = int(rank), rank - int(rank)
+    v_lo = values[np.searchsorted(cumulative, lo + 1)]
+    v_hi = values[np.searchsorted(cumulative, min(lo + 2, int(cumulative[-1])))]
+    return float(v_lo + (v_hi - v_lo) * frac)
+
+
+class _Side:
+    """Target vs reported counts of one side (input or output), as value tallies."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.missing = 0
+        self.target: Counter[float] = Counter()
+        self.reported: Counter[float] = Counter()
+        self.abs_rel: Counter[float] = Counter()
+        self.rel_sum = 0.0
+
+    def add(self, target: int, reported: int | None) -> None:
+        if reported is None:
+            self.missing += 1
+            return
+        self.n += 1
+        self.target[target] += 1
+        self.reported[reported] += 1
+        rel = (reported - target) / target
+        self.rel_sum += rel
+        self.abs_rel[round(abs(rel) / _REL_STEP) * _REL_STEP] += 1
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n, "unreported": self.missing}
+        if not self.n:
+            return out
+        p = counter_percentile
+        out.update(
+            target_p50=p(self.target, 50),
+            target_p90=p(self.target, 90),
+            reported_p50=p(self.reported, 50),
+            reported_p90=p(self.reported, 90),
+            rel_error_p50=p(self.abs_rel, 50),
+            rel_error_p90=p(self.abs_rel, 90),
+            rel_error_mean_signed=self.rel_sum / self.n,
+        )
         return out
-    target = np.array([t for t, _ in pairs], dtype=np.float64)
-    reported = np.array([r for _, r in pairs], dtype=np.float64)
-    rel = (reported - target) / target
-    out.update(
-        target_p50=float(np.percentile(target, 50)),
-        target_p90=float(np.percentile(target, 90)),
-        reported_p50=float(np.percentile(reported, 50)),
-        reported_p90=float(np.percentile(reported, 90)),
-        rel_error_p50=float(np.percentile(np.abs(rel), 50)),
-        rel_error_p90=float(np.percentile(np.abs(rel), 90)),
-        rel_error_mean_signed=float(rel.mean()),
-    )
-    return out
+
+
+class LengthTally:
+    """``length_report`` fed one record at a time, in memory bounded by the distinct lengths seen
+    (not by the number of requests): what a long run keeps instead of its records."""
+
+    def __init__(self) -> None:
+        self._input = _Side()
+        self._output = _Side()
+
+    def add(self, r: RequestRecord) -> None:
+        if r.status != "ok":
+            return
+        if r.target_input_tokens:
+            self._input.add(r.target_input_tokens, r.input_tokens)
+        if r.target_output_tokens:
+            self._output.add(r.target_output_tokens, r.output_tokens)
+
+    def report(self) -> dict[str, Any]:
+        return {"input": self._input.report(), "output": self._output.report()}
 
 
 def length_report(records: Iterable[RequestRecord]) -> dict[str, Any]:
     """Target vs server-reported token counts over the ``ok`` records, for input and output."""
-    inputs: list[tuple[int, int]] = []
-    outputs: list[tuple[int, int]] = []
-    missing_in = missing_out = 0
+    tally = LengthTally()
     for r in records:
-        if r.status != "ok":
-            continue
-        if r.target_input_tokens:
-            if r.input_tokens is None:
-                missing_in += 1
-            else:
-                inputs.append((r.target_input_tokens, r.input_tokens))
-        if r.target_output_tokens:
-            if r.output_tokens is None:
-                missing_out += 1
-            else:
-                outputs.append((r.target_output_tokens, r.output_tokens))
-    return {"input": _side(inputs, missing_in), "output": _side(outputs, missing_out)}
+        tally.add(r)
+    return tally.report()
 
 
 def lengths_plan(stream: Any, stop: Any, *, users: int) -> dict[str, Any] | None:
