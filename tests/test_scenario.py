@@ -62,7 +62,7 @@ def load_error(path: Path) -> str:
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     message = str(info.value)
-    assert "\n" not in message and len(message) < 300 + len(str(path)), message
+    assert "\n" not in message and len(message) < 450 + len(str(path)), message
     return message
 
 
