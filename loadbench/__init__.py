@@ -57,6 +57,13 @@ _EXPORTS: dict[str, str] = {
     "EngineProfile": "loadbench.sim",
     "FaultPlan": "loadbench.sim",
     "Responder": "loadbench.sim",
+    # studies, sweeps and capacity search
+    "Study": "loadbench.studies",
+    "Fields": "loadbench.studies",
+    "CapacitySearch": "loadbench.studies",
+    "sweep": "loadbench.studies",
+    "rates": "loadbench.studies",
+    "concurrencies": "loadbench.studies",
     # errors
     "LoadbenchError": "loadbench.errors",
     "ConfigError": "loadbench.errors",

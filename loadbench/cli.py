@@ -1,7 +1,7 @@
 """The command line: the only module that parses argv, prints and exits.
 
     python -m loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N]
-                                    [--out DIR] [--seed N] [--quiet] [--json]
+                                    [--out DIR] [--seed N] [--quiet] [--json] [--resume DIR]
     python -m loadbench sim [--port N] [knobs]        run the embedded simulator by hand
     python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
     python -m loadbench report RUN_DIR                print a finished run's summary
@@ -18,6 +18,7 @@ from pathlib import Path
 from loadbench.errors import LoadbenchError
 
 EXIT_USAGE = 2
+EXIT_NO_COMPLETED = 3
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -28,6 +29,9 @@ A scenario is a Python file that assigns `scenario = Scenario(...)`: the workloa
 Balanced, Decode), the deployment (Local, Remote), reasoning, quant, the load plan
 (Concurrency, Constant, Poisson, Gamma, Burst, Ramp), the stop rule and the target.
 Shipped scenarios target the embedded simulator, so they run with no model server.
+A file may instead assign `study = Study(...)` (many runs: a matrix or a load sweep, one
+directory with study.json and cells.csv; --resume DIR finishes an interrupted one) or
+`search = CapacitySearch(...)` (the highest load meeting the SLOs; capacity.json).
 
 Other commands:
   loadbench sim [--port N] [...]         run the embedded simulator by hand (see `sim --help`)
@@ -58,6 +62,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="seed for prompts and arrival times")
     p.add_argument("--quiet", action="store_true", help="no live progress and no summary table")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout (progress goes to stderr)")
+    p.add_argument(
+        "--resume", metavar="DIR", help="a study: finish the interrupted study in DIR (finished cells are kept)"
+    )
     return p
 
 
@@ -103,8 +110,16 @@ def _run(argv: list[str]) -> int:
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
     from loadbench.results.report import summary_renderable
-    from loadbench.scenario import load_scenario
-    scenario = load_scenario(ns.scenario).with_overrides(
+    from loadbench.scenario import Scenario, load_definition
+
+    definition = load_definition(ns.scenario)
+    if not isinstance(definition, Scenario):
+        from loadbench.studies.cli import run_definition
+
+        return run_definition(definition, ns, _console(stderr=ns.json))
+    if ns.resume is not None:
+        parser.error(f"--resume is for studies; {ns.scenario} defines a single scenario")
+    scenario = definition.with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed
     )
     out = _console(stderr=ns.json)

@@ -56,7 +56,7 @@ class RunTiming:
     start_ns: int
     scheduling_stopped_ns: int
     end_ns: int
-    stopped_by: str  # "duration" | "requests" | "plan" | "signal"
+    stopped_by: str  # "duration" | "requests" | "plan" | "signal" | "early_stop"
 
 
 class Scheduler:
@@ -94,11 +94,14 @@ class Scheduler:
 
     # -- control -------------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
-        """Stop scheduling now (first call: drain in-flight requests; second: cancel them)."""
+    def request_stop(self, by: str = "signal") -> None:
+        """Stop scheduling now (first call: drain in-flight requests; second: cancel them).
+
+        ``by`` is what ``RunTiming.stopped_by`` will say, unless the run had already stopped.
+        """
         self._stop_requests += 1
         if self._stopped_by is None:
-            self._stopped_by = "signal"
+            self._stopped_by = by
         self._stop_event.set()
         if self._stop_requests > 1:
             for task in list(self._tasks):

@@ -7,13 +7,15 @@ what is unreserved, schedules up to ``prefill_chunk_tokens`` prompt tokens of ad
 
     step_base_ms + step_per_seq_ms * decoding + prefill_per_token_ms * prefill_tokens
 
-(times a seeded ``1 + N(0, jitter_frac)`` factor when jitter is on). A profile with fixed timing
-(``fixed_ttft_ms``/``fixed_itl_ms``) has no steps: each admitted sequence runs on its own absolute
-deadlines (admission + TTFT, then + ITL per token), and ``slots`` alone bounds how many run. Its tokens are released when
+(times a seeded ``1 + N(0, jitter_frac)`` factor when jitter is on). Its tokens are released when
 the step ends: a decoding sequence gets its next token; a sequence whose prefill completes gets its
 first token and decodes from the next step on. Step ends are absolute deadlines (``start + Σ
 steps``), so rounding in the event loop's timers never accumulates; when the loop falls behind by
 more than ``MAX_CATCH_UP_NS`` it re-anchors at "now" and counts the slip as lag.
+
+A profile with fixed timing (``fixed_ttft_ms``/``fixed_itl_ms``) has no steps: each admitted
+sequence runs on its own absolute deadlines (admission + TTFT, then + ITL per token), and ``slots``
+alone bounds how many run, so the server's capacity is known exactly.
 
 The engine never does I/O. A request's handler waits on its ``Sequence`` and writes what the engine
 released; a waiting handler is woken through a future set by the step loop.
