@@ -67,7 +67,9 @@ class CapacitySearch:
     "gamma:SHAPE") or ``"concurrency"`` (closed loop, users). ``slo`` keys are the summary's metric
     names with a percentile (``"ttft_ms.p99"``, ``"tpot_ms.p95"``, ``"e2e_ms.p50"``, ...) and
     ``"error_rate"``; values are limits in ms (a share for ``error_rate``). ``tolerance`` is the
-    relative width of the final interval. Times in seconds.
+    relative width of the final interval. ``min_load`` is the lowest load tried when even ``start``
+    fails (default 1 user, or ``start / growth³``); ``max_load`` the highest while all pass.
+    Times in seconds.
     """
 
     base: Scenario
@@ -84,6 +86,7 @@ class CapacitySearch:
     max_probes: int = 20
     budget_s: float | None = None
     max_load: float | None = None
+    min_load: float | None = None
     arrivals: str = "poisson"
     drain_s: float = 10.0
     early_stop: bool = True
@@ -123,7 +126,7 @@ class CapacitySearch:
                 raise ConfigError(
                     f"CapacitySearch.{name} must be an integer >= {0 if name == 'remeasure' else 2}, got {value!r}"
                 )
-        for name in ("start", "max_load", "budget_s"):
+        for name in ("start", "max_load", "min_load", "budget_s"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value <= 0):
                 raise ConfigError(f"CapacitySearch.{name} must be a number > 0, got {value!r}")
@@ -357,8 +360,8 @@ class _Search:
                 load = min(nxt, s.max_load) if s.max_load is not None else nxt
             elif hp is None:
                 nxt = math.floor(load / s.growth) if s.over == "concurrency" else load / s.growth
-                floor = 1 if s.over == "concurrency" else 1e-3
-                if load <= floor or nxt < floor:
+                floor = s.min_load or (1 if s.over == "concurrency" else float(s.start or 1.0) / s.growth**3)
+                if load <= floor or nxt < floor * (1 - 1e-9):
                     reason = f"lowest load fails: even {s.label(load)} misses the SLO"
                     break
                 load = nxt

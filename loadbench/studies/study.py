@@ -238,7 +238,7 @@ class Study:
 def _check_axis(axis: str, values: Any) -> None:
     if not isinstance(axis, str):
         raise ConfigError(f"Study: varied field names must be strings, got {axis!r}")
-    pairs = values.values() if isinstance(values, Mapping) else values
+    pairs = list(values.values()) if isinstance(values, Mapping) else values
     all_fields = isinstance(pairs, list | tuple) and pairs and all(isinstance(v, Fields) for v in pairs)
     if all_fields:
         return
