@@ -113,3 +113,16 @@ def test_bad_searches_are_named() -> None:
         CapacitySearch(base(), slo={"ttft_ms.p99": 5}, over="users")
     with pytest.raises(ConfigError, match="tolerance must be a number > 0"):
         CapacitySearch(base(), slo={"ttft_ms.p99": 5}, tolerance=0)
+
+
+def test_search_over_concurrency_finds_the_slot_count(tmp_path: Path) -> None:
+    # Two slots holding each request 50 + 8 x 10 = 130 ms: two users never wait (TTFT 50 ms), a third
+    # waits about half a hold for a slot (TTFT ~115 ms), so the limit of 90 ms holds up to 2 users.
+    profile = EngineProfile(name="fixed-2-slow", slots=2, fixed_ttft_ms=50.0, fixed_itl_ms=10.0)
+    search = CapacitySearch(base(sim=SimConfig(profile=profile)), slo={"ttft_ms.p90": 90}, over="concurrency",
+                            start=1, warmup_s=0.5, probe_s=2.0, max_probe_s=5.0, drain_s=3.0)
+    result = search.run(out_dir=tmp_path / "users")
+    seen = [(p["load"], p["decision"]) for p in result.probes]
+    assert (result.highest_passing, result.lowest_failing) == (2, 3), seen
+    assert result.stop_reason.startswith("converged")
+    assert [p["label"] for p in result.probes][:3] == ["1 users", "2 users", "4 users"]
