@@ -14,8 +14,9 @@ The search, and what it guarantees:
 4. A probe is judged per objective by SLO attainment (the share of measured requests meeting the
    limit) and its Wilson interval at ``confidence``: ``pass`` when every interval lies at or above
    its target, ``fail`` when any lies below, else ``unsure``. An unsure probe is measured again,
-   twice as long each time, up to ``remeasure`` times, pooling the requests; one still unsure is
-   decided by its point estimate, and says so.
+   twice as long each time, up to ``remeasure`` times, pooling the requests, unless it is
+   bracketing and points the way the bracket already goes (a later probe moves past it anyway);
+   one still unsure is decided by its point estimate, and says so.
 5. A probe stops early when the load is clearly past capacity: requests in flight keep growing
    through the probe (open loop), or the TTFT median so far already misses the SLO's TTFT limit.
    Its reason is recorded, and the probe counts as failing.
@@ -338,7 +339,10 @@ class _Search:
                 reason = f"budget: {s.budget_s:g} s spent"
                 break
             try:
-                probe = self._probe(load)
+                # While bracketing, an unsure probe that points the way the bracket is already going is
+                # not measured again: a later probe moves past it. One that would end the bracket, and
+                # every probe once both ends are known, may become an end, so it is settled.
+                probe = self._probe(load, settle=hp is not None and lf is not None, up=lf is None, down=hp is None)
             except _ProbeCannotRun as exc:
                 reason = f"probe at {s.label(load)} could not run: {exc}"
                 break
@@ -405,7 +409,7 @@ class _Search:
         load, rps = min(seen, key=lambda x: abs(x[0] - users))
         return rps * max(1.0, users / load) if users >= load else rps * users / load
 
-    def _probe(self, load: float) -> dict[str, Any]:
+    def _probe(self, load: float, *, settle: bool = True, up: bool = False, down: bool = False) -> dict[str, Any]:
         from loadbench.experiment import Experiment
 
         s = self.s
@@ -480,6 +484,10 @@ class _Search:
                 break
             if verdict["verdict"] != "unsure":
                 break
+            if not settle:
+                point_ok = _point_ok(verdict)
+                if (up and point_ok) or (down and not point_ok):
+                    break
             if s.budget_s is not None and self.elapsed() >= s.budget_s:
                 break
             measure_s = min(s.max_probe_s, 2 * measure_s)
@@ -488,13 +496,17 @@ class _Search:
         if early is not None:
             decision, decided_by = "fail", "early stop"
         elif verdict["verdict"] == "unsure":
-            point_ok = all(v["attainment"] is not None and v["attainment"] >= v["target"] for v in per.values())
-            decision, decided_by = (
-                ("pass" if point_ok else "fail"),
-                "point estimate (interval still straddles the target)",
-            )
+            decision = "pass" if _point_ok(verdict) else "fail"
+            decided_by = "point estimate (interval still straddles the target)"
         else:
             decision, decided_by = verdict["verdict"], "confidence interval"
+        warnings = []
+        lag_p99 = _dispatch_lag_p99(self.path / run_dirs[-1])
+        if lag_p99 is not None and lag_p99 > _LAG_WARN_MS:
+            warnings.append(
+                f"the client fell behind its own schedule (dispatch lag p99 {lag_p99:.0f} ms): the load generator's "
+                "host may be saturated, so this probe measured it as well as the server"
+            )
         probe = {
             "index": index,
             "load": load,
@@ -514,7 +526,8 @@ class _Search:
             "measured_s": measured_s,
             "elapsed_s": self.elapsed() - started,
             "objectives": per,
-            "figures": {**figures, "offered": load, "unit": s.unit},
+            "figures": {**figures, "dispatch_lag_ms_p99": lag_p99, "offered": load, "unit": s.unit},
+            "warnings": warnings,
         }
         self.probes.append(probe)
         if self.observer is not None:
@@ -546,5 +559,24 @@ class _Search:
         return doc
 
 
+def _point_ok(verdict: dict[str, Any]) -> bool:
+    """Whether every objective's point estimate reaches its target."""
+    return all(v["attainment"] is not None and v["attainment"] >= v["target"] for v in verdict["objectives"].values())
+
+
 class _ProbeCannotRun(Exception):
     pass
+
+
+# Dispatch lag (sent - intended) above this at p99 means the client, not only the server, fell behind.
+_LAG_WARN_MS = 50.0
+
+
+def _dispatch_lag_p99(run_dir: Path) -> float | None:
+    import orjson
+
+    try:
+        summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return ((summary.get("metrics") or {}).get("dispatch_lag_ms") or {}).get("p99")

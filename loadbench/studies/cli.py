@@ -247,6 +247,7 @@ class _SearchPrinter:
             self._run.close()
         if not self._quiet:
             early = f"; ended early: {probe['early_stop']}" if probe["early_stop"] else ""
+            early += "".join(f"; warning: {w}" for w in probe.get("warnings", []))
             self._console.print(
                 f"    {probe['decision']} ({probe['decided_by']}): {probe['objective']} attainment "
                 f"{_fmt(probe['attainment'], '.3f')} [{probe['ci_low']:.3f}, {probe['ci_high']:.3f}] "

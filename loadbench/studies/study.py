@@ -200,8 +200,11 @@ class Study:
     def cell_scenario(self, cell: Cell, study_dir: Path, overrides: Overrides | None = None) -> Scenario:
         """The scenario cell ``cell`` runs, writing into ``study_dir/cells/<id>``."""
         changes = cell.changes()
-        if "seed" not in changes:
-            changes["seed"] = self.base.seed + cell.repeat
+        if "seed" not in changes:  # a --seed replaces the base seed; repeats still differ
+            seed = overrides.seed if overrides is not None and overrides.seed is not None else self.base.seed
+            changes["seed"] = seed + cell.repeat
+            if overrides is not None:
+                overrides = dataclasses.replace(overrides, seed=None)
         changes["name"] = f"{self.study_name}-{cell.id}"
         changes["out_dir"] = study_dir / "cells" / cell.id
         try:
