@@ -4,7 +4,7 @@ Chat-sized requests (about 256 tokens in, 64 out) against the simulator's ``lapt
 slots, ~22-36 ms per token). The search doubles the rate from 0.5/s until a probe fails, then bisects
 to 10%, judging each probe by how many of its requests met each objective (with a 95% Wilson
 interval), and ends a probe early once its backlog or TTFT shows it is clearly past capacity.
-About five minutes; the answer, stop reason and every probe go to capacity.json.
+About eight to ten minutes on a busy host; the answer, stop reason and every probe go to capacity.json.
 
     python -m loadbench scenarios/capacity.py
     python -m loadbench scenarios/capacity.py --target http://127.0.0.1:8080   # a real server
