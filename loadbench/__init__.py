@@ -60,6 +60,13 @@ _EXPORTS: dict[str, str] = {
     "Responder": "loadbench.sim",
     # CI gates
     "Gate": "loadbench.gates",
+    # studies, sweeps and capacity search
+    "Study": "loadbench.studies",
+    "Fields": "loadbench.studies",
+    "CapacitySearch": "loadbench.studies",
+    "sweep": "loadbench.studies",
+    "rates": "loadbench.studies",
+    "concurrencies": "loadbench.studies",
     # errors
     "LoadbenchError": "loadbench.errors",
     "ConfigError": "loadbench.errors",

@@ -3,7 +3,7 @@
     loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N] [--rate R]
                           [--arrivals poisson|constant|gamma:CV] [--concurrency N]
                           [--max-concurrency N] [--out DIR [--force]] [--seed N] [--quiet] [--json]
-                          [--gate EXPR ...] [--junit FILE]
+                          [--gate EXPR ...] [--junit FILE] [--resume DIR]
     loadbench sim [--port N] [knobs]              run the embedded simulator by hand
     loadbench verify RUN_DIR [--trace FILE|URL]   compare a run with the simulator's ground truth
     loadbench report RUN_DIR                      print a finished run's summary
@@ -35,6 +35,9 @@ A scenario is a Python file that assigns `scenario = Scenario(...)`: the workloa
 Balanced, Decode), the deployment (Local, Remote), reasoning, quant, the load plan
 (Concurrency, Constant, Poisson, Gamma, Burst, Ramp), the stop rule and the target.
 Shipped scenarios target the embedded simulator, so they run with no model server.
+A file may instead assign `study = Study(...)` (many runs: a matrix or a load sweep, one
+directory with study.json and cells.csv; --resume DIR finishes an interrupted one) or
+`search = CapacitySearch(...)` (the highest load meeting the SLOs; capacity.json).
 
 Other commands (`python -m loadbench ...` is the same):
   loadbench sim [--port N] [...]              run the embedded simulator by hand (see `sim --help`)
@@ -105,6 +108,9 @@ def _run_parser() -> argparse.ArgumentParser:
         "a failed gate exits 99",
     )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report: one test case per gate")
+    p.add_argument(
+        "--resume", metavar="DIR", help="a study: finish the interrupted study in DIR (finished cells are kept)"
+    )
     return p
 
 
@@ -170,10 +176,19 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     from loadbench.experiment import Experiment
     from loadbench.load.overrides import Arrivals, override_load
     from loadbench.results.report import summary_renderable
-    from loadbench.scenario import load_scenario
+    from loadbench.scenario import Scenario, load_definition
 
     arrivals = Arrivals.parse(ns.arrivals) if ns.arrivals is not None else None
-    scenario = load_scenario(ns.scenario).with_overrides(
+    definition = load_definition(ns.scenario)
+    if not isinstance(definition, Scenario):
+        from loadbench.studies.cli import run_definition
+
+        return run_definition(definition, ns, _console(stderr=ns.json))
+    if ns.resume is not None:
+        from loadbench.errors import ConfigError
+
+        raise ConfigError(f"--resume is for studies; {ns.scenario} defines a single scenario")
+    scenario = definition.with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed,
         overwrite=ns.force or None, gates=ns.gate,
     )

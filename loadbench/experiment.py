@@ -102,6 +102,11 @@ class Observer(Protocol):
         ...
 
 
+# An observer may also offer ``early_stop(progress) -> str | None``: a reason ends the run as if
+# its stop rule had (drained, status "finished", stopped_by "early_stop"). Capacity probes use it
+# to cut short a load that is clearly past what the server can take.
+
+
 class _Silent:
     def target_ready(self, target: TargetInfo, out_dir: Path) -> None:
         pass
@@ -804,20 +809,23 @@ async def _watch_sim(sim: Any, scheduler: Scheduler, observer: Observer, aborted
 
 async def _tick(scheduler: Scheduler, recorder: Recorder, scenario: Scenario, observer: Observer) -> None:
     """Hand the observer a snapshot a few times a second (cheap: counters and two percentiles)."""
+    early_stop = getattr(observer, "early_stop", None)
     while True:
         await asyncio.sleep(_SNAPSHOT_S)
         now = time.perf_counter_ns()
         start = scheduler.start_ns or now
-        observer.progress(
-            Progress(
-                snapshot=recorder.snapshot(start, now),
-                scheduled=scheduler.scheduled,
-                in_flight=scheduler.in_flight,
-                duration_s=scenario.stop.duration_s,
-                requests=scenario.stop.requests,
-                stopping=scheduler.stopping,
-            )
+        progress = Progress(
+            snapshot=recorder.snapshot(start, now),
+            scheduled=scheduler.scheduled,
+            in_flight=scheduler.in_flight,
+            duration_s=scenario.stop.duration_s,
+            requests=scenario.stop.requests,
+            stopping=scheduler.stopping,
         )
+        observer.progress(progress)
+        if early_stop is not None and not scheduler.stopping and (reason := early_stop(progress)):
+            observer.stopping(reason)
+            scheduler.request_stop(reason="early_stop")
 
 
 def _max_requests(scenario: Scenario) -> int | None:

@@ -1,6 +1,7 @@
 """Scenario: everything one run needs, as one immutable value; and the loader for scenario files.
 
-A scenario file is a Python file that assigns ``scenario = Scenario(...)``. The seed's
+A scenario file is a Python file that assigns ``scenario = Scenario(...)`` (or ``study =
+Study(...)`` / ``search = CapacitySearch(...)``, see ``loadbench.studies``). The seed's
 ``Experiment`` fields (workload, deployment, reasoning, quant) are joined by the load plan, the stop
 rule, the target and the output settings.
 """
@@ -213,15 +214,13 @@ def _forget_helpers(directory: str, before: set[str]) -> None:
             sys.modules.pop(mod_name, None)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Run a scenario file and return its ``scenario``.
+def _exec_file(path: Path) -> dict[str, Any]:
+    """Run a scenario file as a fresh module and return its namespace.
 
-    The file runs as a fresh module under a unique name; its directory is on ``sys.path`` only while
-    it runs (so it may import helpers beside it); neither the module nor those helpers are left in
-    ``sys.modules``.
-    Every problem becomes a ScenarioError naming the file (and line, where there is one).
+    The file runs under a unique module name; its directory is on ``sys.path`` only while it runs
+    (so it may import helpers beside it); neither the module nor those helpers are left in
+    ``sys.modules``. Every problem becomes a ScenarioError naming the file (and line, where there is one).
     """
-    path = Path(path)
     if not path.is_file():
         raise ScenarioError(f"{path}: scenario file not found")
     try:
@@ -256,12 +255,47 @@ def load_scenario(path: str | Path) -> Scenario:
         with contextlib.suppress(ValueError):
             sys.path.remove(directory)
         _forget_helpers(directory, modules_before)
+    return module.__dict__
 
-    scenario = module.__dict__.get("scenario")
-    if scenario is None:
-        raise ScenarioError(f"{path}: defines no `scenario` (expected `scenario = Scenario(...)`)")
-    if not isinstance(scenario, Scenario):
-        raise ScenarioError(f"{path}: `scenario` must be a loadbench.Scenario, got {type(scenario).__name__}")
-    if scenario.name == "experiment":
-        scenario = dataclasses.replace(scenario, name=path.stem)
-    return scenario
+
+#: What a file may define for ``python -m loadbench FILE.py``: one run, a study, or a capacity search.
+DEFINITIONS = ("scenario", "study", "search")
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Run a scenario file and return its ``scenario`` (see ``_exec_file`` for how it runs)."""
+    path = Path(path)
+    found = load_definition(path)
+    if not isinstance(found, Scenario):
+        kind = "study" if type(found).__name__ == "Study" else "search"
+        raise ScenarioError(f"{path}: defines a `{kind}`, not a `scenario`; run it with `python -m loadbench {path}`")
+    return found
+
+
+def load_definition(path: str | Path) -> Any:
+    """Run a file and return what it defines: its ``scenario`` (a Scenario), ``study`` (a
+    ``loadbench.Study``, sweeps included) or ``search`` (a ``loadbench.CapacitySearch``), exactly
+    one of them. A name left at its default becomes the file's stem.
+    """
+    from loadbench.studies import CapacitySearch, Study
+
+    path = Path(path)
+    namespace = _exec_file(path)
+    present = [n for n in DEFINITIONS if namespace.get(n) is not None]
+    if not present:
+        raise ScenarioError(
+            f"{path}: defines no `scenario` (expected `scenario = Scenario(...)`, `study = Study(...)` "
+            "or `search = CapacitySearch(...)`)"
+        )
+    if len(present) > 1:
+        raise ScenarioError(f"{path}: defines {' and '.join(f'`{n}`' for n in present)}; define exactly one")
+    kind = present[0]
+    value = namespace[kind]
+    expected = {"scenario": Scenario, "study": Study, "search": CapacitySearch}[kind]
+    if not isinstance(value, expected):
+        raise ScenarioError(f"{path}: `{kind}` must be a loadbench.{expected.__name__}, got {type(value).__name__}")
+    if isinstance(value, Scenario):
+        return dataclasses.replace(value, name=path.stem) if value.name == "experiment" else value
+    if value.name is None and value.base.name == "experiment":
+        return value.with_name(path.stem)
+    return value

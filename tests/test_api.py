@@ -14,6 +14,8 @@ EXPECTED = {
     "ModelCatalog", "Normal", "Poisson", "Prefill", "Q1_5B", "Q3B", "Q8B", "Ramp", "Remote", "Responder",
     "RunResult", "Scenario", "ScenarioError", "SimConfig", "Stop", "TargetError", "Timeouts", "TraceReplay",
     "Uniform", "__version__",
+    # studies
+    "CapacitySearch", "Fields", "Study", "concurrencies", "rates", "sweep",
 }
 
 

@@ -254,10 +254,15 @@ def test_report_prints_a_finished_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios").glob("*.py")))
 def test_every_shipped_scenario_loads_and_targets_the_simulator(path: str) -> None:
-    from loadbench.scenario import load_scenario
+    from loadbench.scenario import Scenario, load_definition
 
-    scenario = load_scenario(ROOT / path)
-    assert scenario.target == "sim" and scenario.name == Path(path).stem
+    found = load_definition(ROOT / path)
+    if isinstance(found, Scenario):
+        assert found.target == "sim" and found.name == Path(path).stem
+    else:  # a study or a capacity search: every run it plans targets the simulator
+        assert found.base.target == "sim" and found.with_name(Path(path).stem) == found
+        for cell in getattr(found, "plan", list)():
+            assert found.cell_scenario(cell, Path("x")).target == "sim"
 
 
 def test_the_open_loop_and_closed_loop_scenarios_run(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ class RunTiming:
     start_ns: int
     scheduling_stopped_ns: int
     end_ns: int
-    stopped_by: str  # "duration" | "requests" | "plan" | "signal" | "gate" | another stop reason
+    stopped_by: str  # "duration" | "requests" | "plan" | "signal" | "gate" | "early_stop" | another stop reason
     # A signal asked the run to stop at some point, scheduling or draining: the run's figures
     # cover less than its stop rule asked for.
     interrupted: bool = False

@@ -34,6 +34,8 @@ _PROFILE_FLAGS = {
     "eos_after_tokens": int,
     "overhead_ms": float,
     "jitter_frac": float,
+    "fixed_ttft_ms": float,
+    "fixed_itl_ms": float,
 }
 
 

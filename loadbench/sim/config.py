@@ -84,6 +84,13 @@ class EngineProfile:
     request sets no limit; ``eos_after_tokens`` (when set) is where the "model" stops on its own,
     unless the request asks for ``ignore_eos`` or ``min_tokens``. ``jitter_frac`` is the relative
     standard deviation of step times when the config enables jitter.
+
+    Fixed timing: with ``fixed_ttft_ms`` and ``fixed_itl_ms`` both set, the step model is replaced
+    by a server of exactly known capacity. Each admitted request holds one of ``slots`` and gets
+    its first token ``fixed_ttft_ms`` after admission and each next one ``fixed_itl_ms`` later,
+    whatever else runs (the step and prefill costs are ignored; ``overhead_ms``, which holds no
+    slot, and the KV limit still apply). A request producing ``n`` tokens holds its slot ``fixed_ttft_ms + (n - 1) *
+    fixed_itl_ms``, so the server completes at most ``slots / that`` requests per second.
     """
 
     name: str = "custom"
@@ -97,6 +104,8 @@ class EngineProfile:
     eos_after_tokens: int | None = None
     overhead_ms: float = 0.0
     jitter_frac: float = 0.05
+    fixed_ttft_ms: float | None = None
+    fixed_itl_ms: float | None = None
 
     def __post_init__(self) -> None:
         owner = "EngineProfile"
@@ -111,6 +120,25 @@ class EngineProfile:
             raise ConfigError(f"{owner}.jitter_frac must be < 1, got {self.jitter_frac!r}")
         if self.eos_after_tokens is not None:
             _check_number(owner, "eos_after_tokens", self.eos_after_tokens, integer=True, positive=True)
+        if (self.fixed_ttft_ms is None) != (self.fixed_itl_ms is None):
+            raise ConfigError(f"{owner}: fixed timing needs both fixed_ttft_ms and fixed_itl_ms, got "
+                              f"{self.fixed_ttft_ms!r} and {self.fixed_itl_ms!r}")
+        if self.fixed_ttft_ms is not None:
+            _check_number(owner, "fixed_ttft_ms", self.fixed_ttft_ms, positive=True)
+            _check_number(owner, "fixed_itl_ms", self.fixed_itl_ms, positive=True)
+
+    @property
+    def fixed_timing(self) -> bool:
+        """True when requests get fixed per-request times instead of the step model."""
+        return self.fixed_ttft_ms is not None
+
+    def capacity_per_s(self, output_tokens: int) -> float | None:
+        """Requests/s a fixed-timing server completes when each produces ``output_tokens`` tokens
+        (``None`` for the step model, whose capacity depends on the mix in flight)."""
+        if self.fixed_ttft_ms is None or self.fixed_itl_ms is None:
+            return None
+        hold_ms = self.fixed_ttft_ms + (max(1, output_tokens) - 1) * self.fixed_itl_ms
+        return self.slots * 1000.0 / hold_ms
 
 
 #: Illustrative engine profiles (orders of magnitude, not measurements).

@@ -13,6 +13,10 @@ first token and decodes from the next step on. Step ends are absolute deadlines 
 steps``), so rounding in the event loop's timers never accumulates; when the loop falls behind by
 more than ``MAX_CATCH_UP_NS`` it re-anchors at "now" and counts the slip as lag.
 
+A profile with fixed timing (``fixed_ttft_ms``/``fixed_itl_ms``) has no steps: each admitted
+sequence runs on its own absolute deadlines (admission + TTFT, then + ITL per token), and ``slots``
+alone bounds how many run, so the server's capacity is known exactly.
+
 The engine never does I/O. A request's handler waits on its ``Sequence`` and writes what the engine
 released; a waiting handler is woken through a future set by the step loop.
 """
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import random
 import time
 from collections import deque
@@ -248,6 +254,9 @@ class Engine:
         seq._wake()
 
     async def _run(self) -> None:
+        if self.profile.fixed_timing:
+            await self._run_fixed()
+            return
         clock = time.perf_counter_ns
         sleep = asyncio.sleep
         stats = self.stats
@@ -302,3 +311,47 @@ class Engine:
                     self._dirty = True  # leaves _prefilling at the next sweep
                     self._decoding.append(seq)
                     self._emit(seq, now)
+
+    async def _run_fixed(self) -> None:
+        """Fixed timing: every admitted sequence gets its tokens on its own absolute deadlines."""
+        clock = time.perf_counter_ns
+        ttft_ns = int(self.profile.fixed_ttft_ms * 1e6)  # type: ignore[operator]
+        itl_ns = int(self.profile.fixed_itl_ms * 1e6)  # type: ignore[operator]
+        due: list[tuple[int, int, Sequence]] = []  # (deadline, tie-breaker, sequence)
+        order = itertools.count()
+        while True:
+            self._sweep()
+            self._admit()
+            for seq in self._prefilling:  # admitted this pass: the slot is held from now on
+                seq.prefilled = seq.prompt_tokens
+                self._kv_used += seq.prompt_tokens
+                self.stats.prompt_tokens += seq.prompt_tokens
+                self._decoding.append(seq)
+                heapq.heappush(due, (seq.admitted_ns + ttft_ns, next(order), seq))
+            self._prefilling.clear()
+            while due and due[0][2].finished:  # cancelled: its slot is already released
+                heapq.heappop(due)
+            self._wake.clear()
+            if not due:
+                await self._wake.wait()
+                continue
+            wait_ns = due[0][0] - clock()
+            if wait_ns > 0:
+                # A new arrival wakes the loop early, so it is admitted at once, not at the next token.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
+                continue
+            now = clock()
+            self.stats.steps += 1
+            while due and due[0][0] <= now:
+                deadline, _, seq = heapq.heappop(due)
+                if seq.finished:
+                    continue
+                if now - deadline > 0:
+                    self.stats.late_ns_total += now - deadline
+                self._emit(seq, now)
+                if not seq.finished:
+                    heapq.heappush(due, (deadline + itl_ns, next(order), seq))
+                else:
+                    self._dirty = True
+            await asyncio.sleep(0)  # let handlers write what was released

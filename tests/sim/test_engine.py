@@ -213,3 +213,35 @@ def test_jitter_is_seeded_and_off_means_constant():
     assert a == b and a != c
     assert len(set(a)) > 40
     assert 12_000_000 < statistics.mean(a) < 16_000_000
+
+
+def test_fixed_timing_gives_each_request_its_ttft_and_itl_whatever_the_batch():
+    profile = EngineProfile(slots=2, fixed_ttft_ms=60.0, fixed_itl_ms=10.0)
+
+    async def body(server, session):
+        alone = await _timed_stream(session, server.base_url, 8)
+        # Four at once on two slots: two are served at once, two wait one full hold (60 + 7 x 10 ms).
+        crowd = await asyncio.gather(*(_timed_stream(session, server.base_url, 8) for _ in range(4)))
+        return alone, crowd
+
+    (ttft, gaps), crowd = run(with_server(SimConfig(profile=profile), body))
+    assert 0.055 < ttft < 0.1
+    assert 0.007 < statistics.median(gaps) < 0.015
+    ttfts = sorted(t for t, _ in crowd)
+    assert ttfts[1] < 0.1  # the first two got a slot at once
+    assert 0.17 < ttfts[2] < 0.25  # the next two waited ~130 ms for one
+    assert all(0.007 < statistics.median(g) < 0.015 for _, g in crowd)  # ITL does not grow with the batch
+
+
+def test_fixed_timing_needs_both_times_and_states_its_capacity():
+    import pytest
+
+    from loadbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fixed_itl_ms"):
+        EngineProfile(fixed_ttft_ms=50.0)
+    with pytest.raises(ConfigError, match="fixed_ttft_ms must be > 0"):
+        EngineProfile(fixed_ttft_ms=0.0, fixed_itl_ms=5.0)
+    profile = EngineProfile(slots=4, fixed_ttft_ms=100.0, fixed_itl_ms=20.0)
+    assert abs(profile.capacity_per_s(32) - 4 / 0.72) < 1e-9
+    assert EngineProfile().capacity_per_s(32) is None
