@@ -52,6 +52,7 @@ class ErrorCategory(StrEnum):
     STREAM_RESET = "stream_reset"  # connection dropped mid-stream
     TRUNCATED = "truncated"  # stream ended cleanly but without its final record
     MALFORMED = "malformed"  # a chunk that is not valid for the dialect
+    PROTOCOL = "protocol"  # a hybrid request whose models' replies never gave a usable final answer
     CLIENT = "client"  # a bug on our side; reported with its exception type, never hidden
 
     @classmethod

@@ -266,6 +266,8 @@ class Experiment:
                 seed=scenario.seed,
                 keep_text=scenario.check_answers,
             )
+            # A deployment with figures of its own to summarise (a hybrid's protocol and side split).
+            deployment_report = getattr(sender, "report", None)
             loop = asyncio.get_running_loop()
             installed = _install_signals(loop, scheduler, observer)
             writer.start()
@@ -299,7 +301,8 @@ class Experiment:
                 await writer.close()
                 scraped = await scraper.close() if scraper is not None else None
 
-        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+        hybrid = deployment_report() if callable(deployment_report) else None
+        summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts, hybrid)
         if scraped is not None:
             summary["server_metrics"] = scraped
         write_json(out_dir / "summary.json", summary)
@@ -326,6 +329,7 @@ class Experiment:
         timing: RunTiming | None,
         meter: Any,
         facts: _RunFacts,
+        hybrid: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -353,9 +357,16 @@ class Experiment:
                 output_tokens=recorder.measured_output_tokens,
                 requests=recorder.measured_ok,
                 location=(
-                    "local" if target.kind == "sim" or _is_loopback(target.base_url) else scenario.deployment.location
+                    "hybrid" if hybrid is not None
+                    else "local" if target.kind == "sim" or _is_loopback(target.base_url)
+                    else scenario.deployment.location
                 ),
+                remote_output_tokens=hybrid["remote"]["output_tokens"] if hybrid is not None else None,
             )
+        if hybrid is not None:
+            from loadbench.hybrid.deployment import with_energy
+
+            summary["hybrid"] = with_energy(hybrid, summary.get("energy"), scenario.deployment.remote_energy)
         return summary
 
     @staticmethod

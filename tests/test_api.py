@@ -8,9 +8,10 @@ import loadbench
 from loadbench import Q3B, Experiment, Local, Prefill, SimConfig
 
 EXPECTED = {
-    "Balanced", "Burst", "Concurrency", "ConfigError", "Constant", "Decode", "Empirical", "EnergyConfig",
-    "EngineProfile", "Experiment", "FaultPlan", "Fixed", "Gamma", "Local", "LoadbenchError", "LogNormal",
-    "ModelCatalog", "Normal", "Poisson", "Prefill", "Q1_5B", "Q3B", "Q8B", "Ramp", "Remote", "Responder",
+    "Balanced", "Burst", "Chunking", "Concurrency", "ConfigError", "Constant", "Decode", "Empirical", "EnergyConfig",
+    "EngineProfile", "Experiment", "FaultPlan", "Fixed", "Gamma", "Hybrid", "Local", "LoadbenchError", "LogNormal",
+    "Minion", "Minions", "ModelCatalog", "Normal", "Poisson", "Prefill", "PriceTable", "Q1_5B", "Q3B", "Q8B",
+    "Ramp", "Remote", "RemoteEnergy", "Responder",
     "RunResult", "Scenario", "ScenarioError", "SimConfig", "Stop", "TargetError", "Timeouts", "TraceReplay",
     "Uniform", "__version__",
 }
