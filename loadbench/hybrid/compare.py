@@ -71,6 +71,23 @@ def row(label: str, summary: dict[str, Any], *, kind: str, remote_model: str | N
     return out
 
 
+def hybrid_line(h: dict[str, Any]) -> str:
+    """The summary's ``hybrid`` section in two lines, for the printed report."""
+    rounds, jobs, local, remote = h["rounds"], h["jobs_per_round"], h["local"], h["remote"]
+    cost = h.get("cost_usd_per_request")
+    errors = ", ".join(f"{k}={v}" for k, v in h["protocol_errors"].items()) or "none"
+    line = (
+        f"hybrid {h['protocol']['name']}: rounds p50 {_fmt(rounds['p50'], 'g')} max {_fmt(rounds['max'], 'g')}"
+        + (f" · jobs/round p50 {_fmt(jobs['p50'], 'g')} max {_fmt(jobs['max'], 'g')}" if jobs["max"] else "")
+        + f" · protocol errors: {errors} · retries {h['retries']}"
+        f"\n  local {local['calls']} calls, {_fmt(local['input_tokens'])} in / {local['output_tokens']} out tokens,"
+        f" busy {local['busy_s']:.1f} s · remote {remote['calls']} calls, {_fmt(remote['input_tokens'])} in /"
+        f" {remote['output_tokens']} out tokens, busy {remote['busy_s']:.1f} s · "
+        + (f"USD {cost:.5f}/request" if cost is not None else f"{remote['model']} unpriced")
+    )
+    return line
+
+
 def _fmt(value: Any, spec: str = ".1f") -> str:
     if value is None:
         return "-"
