@@ -3,18 +3,35 @@ schema by the grammar llama-server builds from ``response_format``; the simulato
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loadbench import Chunking, Concurrency, Experiment, Hybrid, Minions, Prefill, Remote, SimConfig, Stop, Uniform
-from tests.engines.fixtures import LLAMA_SERVER_SLOTS, llama_server  # noqa: F401  (registers the fixture)
+from loadbench.engines.llamacpp import LlamaServer
+from tests.engines.fixtures import LLAMA_SERVER_CTX_PER_SLOT, LLAMA_SERVER_SLOTS, require_llama_server_binary
 
 pytestmark = pytest.mark.llamacpp
 
 
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[LlamaServer]:
+    """llama-server with the tiny model and its built-in ChatML template (``--no-jinja``): the
+    llama.cpp this project builds fails to set up the schema's grammar on its Jinja chat path with
+    this model ("Failed to initialize samplers"), while the built-in template path enforces it."""
+    server = LlamaServer(
+        binary=require_llama_server_binary(),
+        n_parallel=LLAMA_SERVER_SLOTS,
+        n_ctx=LLAMA_SERVER_SLOTS * LLAMA_SERVER_CTX_PER_SLOT,
+        extra_args=("--no-jinja",),
+    )
+    with server:
+        yield server
+
+
 def test_minions_with_llama_server_as_the_local_side_has_no_local_protocol_error(
-    llama_server, tmp_path: Path  # noqa: F811
+    llama_server: LlamaServer, tmp_path: Path
 ) -> None:
     protocol = Minions(
         max_rounds=3,
