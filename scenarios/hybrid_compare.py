@@ -3,7 +3,7 @@
 Run it as a program to get one table (E2E, TTFT, remote tokens, cost and energy per request,
 protocol errors, accuracy):
 
-    python scenarios/hybrid_compare.py                  # on the simulator, a minute or two
+    python scenarios/hybrid_compare.py                  # on the simulator, a few minutes
     python scenarios/hybrid_compare.py --requests 40 --out results/compare
 
 On the simulator the local side is a laptop-class engine and the remote side a hosted-API engine,
