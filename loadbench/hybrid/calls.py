@@ -116,9 +116,9 @@ class RequestRun:
                 child.end_ns = perf_counter_ns()
             if acquired:
                 side.limit.release()  # type: ignore[union-attr]
-        text = "".join(child.text or ())
-        if not self.keep_text:
-            child.text = None
+            text = "".join(child.text or ())
+            if not self.keep_text:
+                child.text = None  # read by the protocol, written only when the run keeps answers
         return text
 
     async def ask_json(
@@ -219,6 +219,9 @@ class RequestRun:
             "protocol_errors": dict(self.errors),
             "retries": self.retries,
             "final_step": self.final_call.step if self.final_call is not None else None,
+            # the final answer's call alone, from its own send (the request's TTFT runs from its schedule)
+            "final_call_ttft_s": (final.first_token_ns - final.sent_ns) / 1e9
+            if (final := self.final_call) is not None and final.first_token_ns else None,
             **{f"{side}_{k}": v for side, t in tokens.items() for k, v in t.items()},
         }
 

@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from time import perf_counter_ns
 from typing import Any, ClassVar
 
 import numpy as np
@@ -191,8 +192,6 @@ class HybridSender:
         except ProtocolFailed as exc:
             failed = RequestFailed(exc.category, exc.detail)
         finally:
-            from time import perf_counter_ns
-
             record.end_ns = perf_counter_ns()
             rounds = max([c.round or 0 for c in run.children], default=0)
             facts = run.facts(self.hybrid.protocol.name, outcome["rounds"] or rounds, outcome["jobs_per_round"],
@@ -249,7 +248,7 @@ def hybrid_report(
     ok = [f for f in facts if f["ok"]]
     jobs_per_round = [n for f in facts for n in f["jobs_per_round"]]
     rounds_hist: dict[str, int] = {}
-    for f in facts:
+    for f in ok:
         rounds_hist[str(f["rounds"])] = rounds_hist.get(str(f["rounds"]), 0) + 1
 
     def side(name: str, s: Side) -> dict[str, Any]:
@@ -270,7 +269,7 @@ def hybrid_report(
 
     local_part = side("local", local)
     local_part.update(
-        wait_s=sum(f["local_wait_s"] for f in facts),
+        wait_s=sum(f["local_wait_s"] for f in facts),  # summed over calls: several wait at once
         concurrency_limit=local.limit_n,
         max_in_flight=max_in_flight(local_spans),
     )
@@ -295,6 +294,7 @@ def hybrid_report(
             "remote": _stats([f["remote_s"] * 1e3 for f in ok]),
             "overhead": _stats([f["overhead_s"] * 1e3 for f in ok]),
             "local_wait": _stats([f["local_wait_s"] * 1e3 for f in ok]),
+            "final_call_ttft": _stats([f["final_call_ttft_s"] * 1e3 for f in ok if f["final_call_ttft_s"] is not None]),
         },
     }
 

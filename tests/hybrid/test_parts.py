@@ -167,3 +167,13 @@ def test_the_simulators_malformed_json_rate() -> None:
         assert bad == 10
     with pytest.raises(ConfigError, match="json_malformed_rate"):
         SimConfig(json_malformed_rate=1.5)
+
+
+def test_prefill_prompts_carry_their_question_and_pages_apart() -> None:
+    from loadbench import Prefill
+
+    prompt = next(iter(Prefill().open(seed=0, counter=None)))
+    assert prompt.task and prompt.task.startswith(prompt.task.split("\n")[0])
+    assert prompt.task.split("\n")[0] in prompt.messages[-1].content
+    pages = prompt.context.split("\f")
+    assert len(pages) > 1 and all(page in prompt.messages[-1].content for page in pages)

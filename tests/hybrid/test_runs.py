@@ -189,3 +189,11 @@ def test_bad_hybrid_values_are_config_errors() -> None:
         Minions(local_concurrency=0)
     with pytest.raises(ConfigError, match=r"Hybrid\.remote_url"):
         Hybrid(Local("llama3.2"), Remote.openai(), remote_url="ftp://x")
+
+
+def test_the_supervisor_may_choose_the_cut_when_given_several(tmp_path: Path) -> None:
+    protocol = Minions(max_rounds=2, chunking=("section", "paragraph", "page"))
+    result = run(tmp_path, Hybrid(Local("llama3.2"), Remote.openai("gpt-4o"), protocol), requests=6)
+    check_accounting(result, 6)
+    assert [c["by"] for c in result.summary["hybrid"]["protocol"]["chunking"]] == ["section", "paragraph", "page"]
+    assert result.summary["hybrid"]["jobs"]["run"] > 0
