@@ -125,6 +125,12 @@ def test_minions_fans_jobs_out_bounded_by_local_concurrency(tmp_path: Path) -> N
     round_spans = [(c["sent_ns"], c["end_ns"]) for c in workers if c["parent"] == parent and c["round"] == round_no]
     assert max_in_flight(round_spans) >= 2
     assert h["local"]["wait_s"] > 0  # jobs queued for the bound, and the wait is recorded
+    # the calls are what the server saw: each joins its ground truth; the hybrid requests are not calls
+    from loadbench.results.verify import compare
+
+    joined = compare(result.path)
+    kids = [c for c in result.child_records() if c["status"] == "ok"]
+    assert joined["client_requests"] == len(list(result.child_records())) and joined["joined_ok"] == len(kids)
 
 
 def test_a_remote_answering_broken_json_a_fifth_of_the_time_is_survived_and_counted(tmp_path: Path) -> None:
