@@ -43,6 +43,13 @@ _EXPORTS: dict[str, str] = {
     "Q8B": "loadbench.deployments",
     "ModelCatalog": "loadbench.deployments",
     "Timeouts": "loadbench.deployments",
+    # the hybrid deployment and its protocols
+    "Hybrid": "loadbench.hybrid",
+    "Minion": "loadbench.hybrid",
+    "Minions": "loadbench.hybrid",
+    "Chunking": "loadbench.hybrid",
+    "PriceTable": "loadbench.hybrid",
+    "RemoteEnergy": "loadbench.hybrid",
     # load plans and stop rules
     "Concurrency": "loadbench.load.plans",
     "Constant": "loadbench.load.plans",

@@ -63,6 +63,7 @@ class ErrorCategory(StrEnum):
     TRUNCATED = "truncated"  # stream ended cleanly but without its final record
     MALFORMED = "malformed"  # a chunk that is not valid for the dialect
     WRONG_CONTENT_TYPE = "wrong_content_type"  # a 2xx answer that is not a stream: an HTML page, a JSON body
+    PROTOCOL = "protocol"  # a hybrid request whose models' replies never gave a usable final answer
     CLIENT = "client"  # a bug on our side; reported with its exception type, never hidden
 
     @classmethod

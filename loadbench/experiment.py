@@ -383,6 +383,8 @@ class Experiment:
                 seed=scenario.seed,
                 keep_text=scenario.check_answers,
             )
+            # A deployment with figures of its own to summarise (a hybrid's protocol and side split).
+            deployment_report = getattr(sender, "report", None)
             loop = asyncio.get_running_loop()
             # Installed until every file is written: a Ctrl-C must never cut the summary short.
             installed = _install_signals(loop, scheduler, observer)
@@ -440,9 +442,10 @@ class Experiment:
 
         try:
             release_reserve(out_dir)  # its room is for what follows, should the disk be full
+            hybrid = deployment_report() if callable(deployment_report) else None
             summary = self._summarize(
                 scenario, target, recorder, scheduled=scheduler.scheduled, timing=timing, meter=meter, facts=facts,
-                slo=slo, drift=drift, harness=harness,
+                slo=slo, drift=drift, harness=harness, hybrid=hybrid,
             )  # fmt: skip
             if scraped is not None:
                 summary["server_metrics"] = scraped
@@ -506,6 +509,7 @@ class Experiment:
         slo: SloTally | None,
         drift: DriftTracker,
         harness: HarnessMonitor,
+        hybrid: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "scenario": scenario.name,
@@ -540,9 +544,16 @@ class Experiment:
                 output_tokens=recorder.measured_output_tokens,
                 requests=recorder.measured_ok,
                 location=(
-                    "local" if target.kind == "sim" or _is_loopback(target.base_url) else scenario.deployment.location
+                    "hybrid" if hybrid is not None
+                    else "local" if target.kind == "sim" or _is_loopback(target.base_url)
+                    else scenario.deployment.location
                 ),
+                remote_output_tokens=hybrid["remote"]["output_tokens"] if hybrid is not None else None,
             )
+        if hybrid is not None:
+            from loadbench.hybrid.deployment import with_energy
+
+            summary["hybrid"] = with_energy(hybrid, summary.get("energy"), scenario.deployment.remote_energy)
         return summary
 
     @staticmethod

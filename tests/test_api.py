@@ -13,6 +13,8 @@ EXPECTED = {
     "LogNormal",
     "ModelCatalog", "Normal", "Poisson", "Prefill", "Q1_5B", "Q3B", "Q8B", "Ramp", "Remote", "Responder",
     "RunResult", "Scenario", "ScenarioError", "SimConfig", "Stop", "TargetError", "Timeouts", "TraceReplay",
+    # hybrid
+    "Chunking", "Hybrid", "Minion", "Minions", "PriceTable", "RemoteEnergy",
     "Uniform", "__version__",
     # studies
     "CapacitySearch", "Fields", "Study", "concurrencies", "rates", "sweep",

@@ -65,6 +65,18 @@ class RequestRecord:
     # Answer text, kept only when the run checks answers (decided once when the record is made,
     # so clients test ``is not None`` instead of reading configuration per chunk).
     text: list[str] | None = None
+    # Hybrid deployments: a request made of calls to two deployments. A child call (one local or
+    # remote call made on a scheduled request's behalf) names its ``parent`` request id, its
+    # ``role`` ("supervisor" remote, "worker" local), protocol ``round``, ``job`` (or None) and
+    # ``step``; it is written to requests.jsonl beside its parent and never counted as scheduled.
+    # The parent holds its ``children`` and the per-request protocol facts in ``hybrid``.
+    parent: str | None = None
+    role: str | None = None
+    round: int | None = None
+    job: int | None = None
+    step: str | None = None
+    children: list[RequestRecord] | None = None
+    hybrid: dict[str, Any] | None = None
 
     def token(self, now_ns: int, *, reasoning: bool = False) -> None:
         """Stamp one chunk that carried generated text (answer, or reasoning when ``reasoning``)."""

@@ -65,4 +65,23 @@ def record_to_json(r: RequestRecord, *, chunk_times: bool = True) -> dict[str, A
         out["chunk_offsets_us"] = [(t - sent) // 1000 for t in r.chunk_ns]
     if r.text is not None:
         out["text"] = "".join(r.text)
+    if r.parent is not None:
+        out.update(parent=r.parent, role=r.role, round=r.round, job=r.job, step=r.step)
+    if r.children is not None:
+        out["children"] = len(r.children)
+    if r.hybrid is not None:
+        out["hybrid"] = r.hybrid
+    return out
+
+
+def with_children(batch: list[RequestRecord]) -> list[RequestRecord]:
+    """``batch`` with each hybrid request's child calls placed just before it (children are
+    written as lines of their own, the timeline of their parent)."""
+    if not any(r.children for r in batch):
+        return batch
+    out: list[RequestRecord] = []
+    for r in batch:
+        if r.children:
+            out.extend(r.children)
+        out.append(r)
     return out

@@ -93,6 +93,10 @@ def summary_renderable(summary: dict[str, Any], *, gates: bool = True) -> Group:
         from loadbench.energy import format_line
 
         parts.append(Text(format_line(energy)))
+    if summary.get("hybrid"):
+        from loadbench.hybrid.compare import hybrid_line
+
+        parts.append(Text(hybrid_line(summary["hybrid"])))
     if summary.get("accuracy"):
         acc = summary["accuracy"]
         parts.append(Text(f"accuracy: {acc['correct']}/{acc['checked']} answers correct"))

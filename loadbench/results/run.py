@@ -25,7 +25,19 @@ class RunResult:
         return self.summary["metrics"][key]
 
     def records(self) -> Iterator[dict[str, Any]]:
-        """The per-request lines of requests.jsonl, in the order they finished."""
+        """The scheduled requests' lines of requests.jsonl, in the order they finished (a hybrid
+        request's child calls are left out: see ``child_records``)."""
+        for obj in self._lines():
+            if obj.get("parent") is None:
+                yield obj
+
+    def child_records(self) -> Iterator[dict[str, Any]]:
+        """The child calls of hybrid requests (lines with ``parent`` set), in the order written."""
+        for obj in self._lines():
+            if obj.get("parent") is not None:
+                yield obj
+
+    def _lines(self) -> Iterator[dict[str, Any]]:
         with open(self.path / "requests.jsonl", "rb") as f:
             for line in f:
                 if line.strip():

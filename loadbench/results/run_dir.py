@@ -3,7 +3,8 @@
 Layout::
 
     run.json         the resolved scenario, target, versions, host, clock anchor (no secrets)
-    requests.jsonl   one line per finished request, flushed within ~0.25 s of it finishing
+    requests.jsonl   one line per finished request, flushed within ~0.25 s of it finishing (a hybrid
+                     request's child calls are lines with ``parent`` set, just before it)
     metrics.hlog     HdrHistogram interval log, one tag per metric, an interval every few seconds
     summary.json     the summary, written at the end (also after Ctrl-C / SIGTERM)
     energy.csv       energy samples per source, when energy is measured
@@ -37,7 +38,7 @@ from loadbench.errors import ConfigError
 from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder
 from loadbench.results.hlog import HlogWriter
-from loadbench.results.records import record_to_json
+from loadbench.results.records import record_to_json, with_children
 
 _FLUSH_S = 0.25
 
@@ -293,7 +294,7 @@ class RunWriter:
     def _write_records(self, batch: list[RequestRecord]) -> None:
         chunk_times = self._chunk_times
         self._requests.write(
-            b"".join(orjson.dumps(record_to_json(r, chunk_times=chunk_times)) + b"\n" for r in batch)
+            b"".join(orjson.dumps(record_to_json(r, chunk_times=chunk_times)) + b"\n" for r in with_children(batch))
         )
         self.records_written += len(batch)
 

@@ -137,7 +137,8 @@ def compare(run_dir: str | Path, trace: str | Path | None = None) -> dict[str, A
                 "pass --trace FILE, or --trace URL for a running simulator)"
             )
         rows = _read_jsonl(trace_path)
-    client = {r["request_id"]: r for r in _read_jsonl(run_dir / "requests.jsonl")}
+    # A hybrid request is no server call of its own (its child calls are, and join like any other).
+    client = {r["request_id"]: r for r in _read_jsonl(run_dir / "requests.jsonl") if "children" not in r}
     server = {t["id"]: t for t in rows if "id" in t}
 
     diffs: dict[str, list[float]] = {

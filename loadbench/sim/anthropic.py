@@ -27,6 +27,7 @@ from loadbench.sim.server import (
     read_json,
     retry_after_header,
 )
+from loadbench.sim.structured import requested_schema
 from loadbench.sim.text import message_text
 
 __all__ = ["AnthropicDialect", "install"]
@@ -187,6 +188,7 @@ def install(app: web.Application, server: SimServer) -> None:
             dialect=dialect.name, model=model, stream=stream,
             prompt_tokens=server.chat_tokens(texts), last_user_text=last_user, limit=limit,
             ignore_eos=bool(body.get("ignore_eos", False)), reasoning=reasoning,
+            schema=requested_schema(body, texts),
         )
         return await server.generate(ex, MessagesEncoder(ex), dialect)
 

@@ -63,6 +63,10 @@ def parser() -> argparse.ArgumentParser:
     engine.add_argument("--jitter", action="store_true", default=None, help="seeded step-time noise")
     engine.add_argument("--seed", type=int, default=None)
     engine.add_argument("--reasoning-tokens", type=int, default=None)
+    engine.add_argument("--json-null-rate", type=float, default=None,
+                        help="share of nullable fields left null in a structured (JSON schema) answer")
+    engine.add_argument("--json-malformed-rate", type=float, default=None,
+                        help="share of structured (JSON schema) answers sent as broken JSON")
     faults = p.add_argument_group("faults")
     faults.add_argument("--fault", action="append", default=[], metavar="KIND:RATE",
                         help=f"inject KIND in a share RATE of requests; kinds: {', '.join(FAULT_KINDS)}")
@@ -126,7 +130,7 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         profile_changes["overhead_ms"] = max(0.0, args.ttft_ms - step_ms)
     if profile_changes or args.profile:
         changes["profile"] = replace(profile, **profile_changes) if profile_changes else profile
-    for name in ("port", "host", "seed", "reasoning_tokens"):
+    for name in ("port", "host", "seed", "reasoning_tokens", "json_null_rate", "json_malformed_rate"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.jitter:

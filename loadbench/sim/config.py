@@ -316,7 +316,9 @@ class SimConfig:
     ``port`` 0 lets the OS choose. ``models`` is what ``/api/tags`` lists (Ollama endpoints answer
     404 for others; the OpenAI and Anthropic endpoints accept any model name). ``reasoning_tokens``
     is how many reasoning tokens a reasoning request produces before its answer (bounded by the
-    request's limits). ``jitter`` enables seeded step-time noise (``profile.jitter_frac``); with it
+    request's limits). ``json_null_rate`` is how often a nullable field of a structured answer is
+    null (an empty answer), ``json_malformed_rate`` how often a structured answer is broken JSON
+    (see ``loadbench.sim.structured``). ``jitter`` enables seeded step-time noise (``profile.jitter_frac``); with it
     off, timings are deterministic up to the host's scheduling. ``trace`` records ground truth;
     ``trace_path`` is where the JSONL goes (``SimProcess`` picks a temporary file when unset).
 
@@ -341,9 +343,16 @@ class SimConfig:
     piece_chars: int = 4
     chat_template_tokens: int = 0
     message_template_tokens: int = 0
+    json_null_rate: float = 0.2
+    json_malformed_rate: float = 0.0
 
     def __post_init__(self) -> None:
         owner = "SimConfig"
+        for name in ("json_null_rate", "json_malformed_rate"):
+            value = getattr(self, name)
+            _check_number(owner, name, value)
+            if value > 1:
+                raise ConfigError(f"{owner}.{name} must be a probability in [0, 1], got {value!r}")
         if isinstance(self.profile, str):
             if self.profile not in PROFILES:
                 raise ConfigError(f"{owner}.profile {self.profile!r} is unknown; "

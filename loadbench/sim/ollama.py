@@ -31,6 +31,7 @@ from loadbench.sim.server import (
     resolve_model,
     retry_after_header,
 )
+from loadbench.sim.structured import requested_schema
 from loadbench.sim.text import message_text
 
 __all__ = ["OllamaDialect", "install"]
@@ -208,7 +209,7 @@ def install(app: web.Application, server: SimServer) -> None:
         ex.gen = server.plan(
             dialect=dialect.name, model=model, stream=stream,
             prompt_tokens=server.chat_tokens(texts), last_user_text=last_user, limit=limit,
-            reasoning=reasoning,
+            reasoning=reasoning, schema=requested_schema(body, texts),
         )
         return await server.generate(ex, OllamaEncoder(ex, chat=chat), dialect)
 

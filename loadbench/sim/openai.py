@@ -31,6 +31,7 @@ from loadbench.sim.server import (
     read_json,
     retry_after_header,
 )
+from loadbench.sim.structured import requested_schema
 from loadbench.sim.text import message_text
 
 __all__ = ["OpenAIDialect", "install"]
@@ -230,7 +231,7 @@ def install(app: web.Application, server: SimServer) -> None:
             dialect=dialect.name, model=model, stream=stream,
             prompt_tokens=server.chat_tokens(texts), last_user_text=last_user,
             limit=limit, ignore_eos=ignore_eos, min_tokens=min_tokens,
-            reasoning=reasoning, reasoning_visible=visible,
+            reasoning=reasoning, reasoning_visible=visible, schema=requested_schema(body, texts),
         )
         return await server.generate(ex, ChatEncoder(ex, include_usage=include_usage), dialect)
 

@@ -29,6 +29,7 @@ from loadbench.errors import ConfigError
 from loadbench.sim.config import SimConfig
 from loadbench.sim.engine import Engine, Sequence
 from loadbench.sim.faults import FaultPicker
+from loadbench.sim.structured import SchemaWriter
 from loadbench.sim.text import Tokenizer, WordSource, tokenize
 from loadbench.sim.trace import TraceLog
 from loadbench.wire import REQUEST_ID_HEADER
@@ -209,6 +210,9 @@ class SimServer:
         self._refusing = False
         self._closed = False
         self._responders = [(r, re.compile(r.pattern)) for r in config.responders]
+        self.structured = SchemaWriter(
+            config.seed, self.words, null_rate=config.json_null_rate, malformed_rate=config.json_malformed_rate
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -342,18 +346,23 @@ class SimServer:
         min_tokens: int = 0,
         reasoning: int = 0,
         reasoning_visible: bool = True,
+        schema: tuple[dict[str, Any] | None, bool] = (None, False),
     ) -> Generation:
         """Decide the output: reasoning tokens first, then the answer, within ``limit`` in total.
 
         The answer runs to ``limit`` unless the model "stops" first: a responder's text ends, or
         the profile's ``eos_after_tokens`` is reached (``ignore_eos`` and ``min_tokens`` push past
-        it). Without a limit the answer is ``default_output_tokens`` long.
+        it). Without a limit the answer is ``default_output_tokens`` long. ``schema`` is the JSON
+        schema the request asks for and whether its API enforces it (``structured.requested_schema``):
+        the answer is then an instance of it, unless a responder matched.
         """
         profile = self.config.profile
         if limit is not None:
             reasoning = min(reasoning, max(0, limit - 1))
         answer_limit = None if limit is None else limit - reasoning
         canned = self.respond_text(last_user_text) if self._responders else None
+        if canned is None and schema[0] is not None:
+            canned = self.structured.reply(schema[0], enforced=schema[1])
         # An empty canned answer still needs one token to stream: a single space.
         canned_pieces = (tokenize(canned) or [" "]) if canned is not None else None
         want: float  # where the "model" would stop on its own

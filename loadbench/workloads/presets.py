@@ -110,9 +110,20 @@ class _Preset(Workload):
         }
 
     def _prompt(
-        self, c: Composer, messages: list[Message], *, wanted: int, out: int, counted: float, reference: str | None
+        self,
+        c: Composer,
+        messages: list[Message],
+        *,
+        wanted: int,
+        out: int,
+        counted: float,
+        reference: str | None,
+        task: str | None = None,
+        context: str | None = None,
     ) -> Built:
         prompt = Prompt(
+            task=task,
+            context=context,
             messages=tuple(messages),
             max_output_tokens=out,
             ignore_eos=self.ignore_eos,
@@ -185,7 +196,12 @@ class Prefill(_Preset):
             text = head + "\n\n".join(pages) + tail
             messages = ([prefix] if prefix else []) + [Message("user", text)]
             counted = fixed + ev_n + used
-            return self._prompt(c, messages, wanted=wanted, out=out, counted=counted, reference=item.reference)
+            # The same pages as a document apart from the question (form feeds between pages),
+            # for deployments that keep the document on one side (a hybrid's local worker).
+            return self._prompt(
+                c, messages, wanted=wanted, out=out, counted=counted, reference=item.reference,
+                task=f"{item.question}\nAnswer briefly and state the figure.", context="\f".join(pages),
+            )
 
         return c.bind(lambda: c.sized(compose))
 

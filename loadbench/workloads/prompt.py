@@ -6,7 +6,7 @@ A leaf module (imports nothing from loadbench), shared by workloads, deployments
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 
@@ -26,6 +26,11 @@ class Prompt:
     ``max_output_tokens``; others ignore it. ``target_*_tokens`` are what the workload aimed for,
     kept so the summary can set them against what the server reports. ``reference`` is the expected
     answer where the data has one (for answer checking); ``source`` names the data it came from.
+
+    ``task`` and ``context`` split the request into a question and the document it is about, for
+    deployments that treat them apart (a hybrid keeps the document on the local side); ``None``
+    where the workload has no separate document. ``response_schema`` is a JSON schema the answer
+    must follow; each dialect asks for it with its own structured-output option (where it has one).
     """
 
     messages: tuple[Message, ...]
@@ -35,6 +40,9 @@ class Prompt:
     target_output_tokens: int | None = None
     reference: str | None = None
     source: str = "synthetic"
+    task: str | None = None
+    context: str | None = None
+    response_schema: dict[str, Any] | None = None
 
     @classmethod
     def user(cls, text: str, **kw: object) -> Prompt:

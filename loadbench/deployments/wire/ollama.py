@@ -54,6 +54,8 @@ class OllamaWire:
             if system:
                 body["system"] = "\n\n".join(system)
             body["prompt"] = "\n\n".join(m.content for m in prompt.messages if m.role != "system")
+        if prompt.response_schema is not None:
+            body["format"] = prompt.response_schema  # Ollama turns a schema into a grammar
         options = dict(self.options)
         if prompt.max_output_tokens is not None:
             options["num_predict"] = prompt.max_output_tokens

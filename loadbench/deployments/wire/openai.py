@@ -66,6 +66,13 @@ class OpenAIWire:
                 body["min_tokens"] = prompt.max_output_tokens
         elif prompt.ignore_eos and self.send_ignore_eos:
             body["ignore_eos"] = True
+        if prompt.response_schema is not None:
+            # Enforced by llama.cpp's server (as a grammar), vLLM and OpenAI's structured outputs.
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": str(prompt.response_schema.get("title") or "reply"),
+                                "schema": prompt.response_schema},
+            }
         if self.reasoning_effort is not None:
             body["reasoning_effort"] = self.reasoning_effort
         if self.temperature is not None:
