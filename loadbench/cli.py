@@ -5,6 +5,7 @@
     python -m loadbench sim [--port N] [knobs]        run the embedded simulator by hand
     python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
     python -m loadbench report RUN_DIR                print a finished run's summary
+    python -m loadbench report PATH... --html [FILE] [--png DIR]   HTML report / figures: run, study, runs
     python -m loadbench engine build|path|serve       build / locate / serve llama.cpp's llama-server
 """
 
@@ -33,6 +34,7 @@ Other commands:
   loadbench sim [--port N] [...]         run the embedded simulator by hand (see `sim --help`)
   loadbench verify RUN_DIR [--trace T]   client stamps against the simulator's ground truth
   loadbench report RUN_DIR               print the summary of a finished run
+  loadbench report PATH... --html [FILE] one-file HTML report (run, study, or runs side by side)
   loadbench engine build|path|serve      build, locate or serve llama.cpp's llama-server
 
 Results go to results/<scenario>-<UTC time>/ (or --out): run.json, requests.jsonl,
@@ -216,7 +218,11 @@ class _LiveProgress:
 
 
 def _report(argv: list[str]) -> int:
+    from loadbench.results.html.cli import main as figures_main
+    from loadbench.results.html.cli import wants_figures
 
+    if wants_figures(argv):  # --html / --png, a study, or several runs: the report with charts
+        return figures_main(argv)
     from loadbench.results.report import summary_renderable
     from loadbench.results.run import RunResult
 
