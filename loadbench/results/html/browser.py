@@ -13,19 +13,18 @@ package is ``chromium``). ``offline=True`` runs it in a new network namespace wi
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from loadbench.errors import LoadbenchError
 
@@ -59,114 +58,159 @@ class PageCheck:
 
 
 class _DevTools:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._ws = ws
+    """The DevTools protocol over Chromium's pipe (fds 3 and 4, NUL-terminated JSON messages).
+
+    A pipe rather than a TCP port, so it also works when Chromium runs in a network namespace of
+    its own, and no port is opened at all.
+    """
+
+    def __init__(self, to_browser: int, from_browser: int) -> None:
+        self._out = os.fdopen(to_browser, "wb", buffering=0)
+        self._in = os.fdopen(from_browser, "rb", buffering=0)
         self._next = 0
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._replies: dict[int, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
-        self._event_seen = asyncio.Event()
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._cond = threading.Condition()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, name="devtools-reader", daemon=True)
+        self._reader.start()
 
-    async def _read(self) -> None:
-        async for msg in self._ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = msg.json()
-            if "id" in data and data["id"] in self._waiting:
-                self._waiting.pop(data["id"]).set_result(data)
-            elif "method" in data:
-                self.events.append(data)
-                self._event_seen.set()
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            chunk = self._in.read(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+            *messages, buf = buf.split(b"\0")
+            with self._cond:
+                for raw in messages:
+                    data = json.loads(raw)
+                    if "id" in data:
+                        self._replies[data["id"]] = data
+                    elif "method" in data:
+                        self.events.append(data)
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
-    async def call(self, method: str, timeout_s: float = 30.0, **params: Any) -> dict[str, Any]:
+    def call(self, method: str, timeout_s: float = 30.0, session_id: str | None = None,
+             **params: Any) -> dict[str, Any]:
         self._next += 1
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[self._next] = fut
-        await self._ws.send_json({"id": self._next, "method": method, "params": params})
-        reply = await asyncio.wait_for(fut, timeout_s)
+        msg_id = self._next
+        msg: dict[str, Any] = {"id": msg_id, "method": method, "params": params}
+        if session_id:
+            msg["sessionId"] = session_id
+        self._out.write(json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while msg_id not in self._replies:
+                left = deadline - time.monotonic()
+                if self._closed or left <= 0:
+                    raise LoadbenchError(f"Chromium: no answer to {method} within {timeout_s} s")
+                self._cond.wait(left)
+            reply = self._replies.pop(msg_id)
         if "error" in reply:
             raise LoadbenchError(f"DevTools {method}: {reply['error'].get('message')}")
         return reply.get("result", {})
 
-    async def wait_event(self, method: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    def wait_event(self, method: str, timeout_s: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
-        seen = 0
-        while True:
-            for ev in self.events[seen:]:
-                if ev["method"] == method:
-                    return ev
-            seen = len(self.events)
-            self._event_seen.clear()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LoadbenchError(f"Chromium: no {method} within {timeout_s} s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event_seen.wait(), left)
+        with self._cond:
+            while True:
+                for ev in self.events:
+                    if ev["method"] == method:
+                        return ev
+                left = deadline - time.monotonic()
+                if self._closed or left <= 0:
+                    raise LoadbenchError(f"Chromium: no {method} within {timeout_s} s")
+                self._cond.wait(left)
 
-    async def close(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._reader
-        await self._ws.close()
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._out.close()
 
 
 _CHART_JS = """
 Array.from(document.querySelectorAll('svg[data-chart]')).map(s => {
   const r = s.getBoundingClientRect();
-  return {slug: s.dataset.chart, width: r.width, height: r.height,
+  return {slug: s.dataset.chart, x: r.left + window.scrollX, y: r.top + window.scrollY,
+          width: r.width, height: r.height,
           marks: s.querySelectorAll('path,rect,circle,line').length,
-          empty: s.textContent.includes('no data')};
+          empty: s.dataset.empty === '1'};
 })
 """
 
 
-async def _inspect(chromium: str, url: str, *, width: int, offline: bool, pdf: bool, settle_s: float) -> PageCheck:
+def _inspect(chromium: str, url: str, *, width: int, offline: bool, pdf: bool, settle_s: float) -> PageCheck:
     profile = tempfile.mkdtemp(prefix="loadbench-chromium-")
-    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
            f"--window-size={width},900", "about:blank"]
     if offline:
         cmd = ["unshare", "-n", *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd_r, cmd_w = os.pipe()  # we write commands, Chromium reads them on fd 3
+    res_r, res_w = os.pipe()  # Chromium writes replies and events on fd 4
+
+    def wire_fds() -> None:  # in the child, before exec
+        # Through fresh copies: a pipe end may already be fd 3 or 4, and dup2 onto itself would
+        # leave it close-on-exec.
+        a, b = os.dup(cmd_r), os.dup(res_w)
+        os.dup2(a, 3)
+        os.dup2(b, 4)
+
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=wire_fds, close_fds=False)
+    os.close(cmd_r)
+    os.close(res_w)
+    dt = _DevTools(cmd_w, res_r)
     try:
-        port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-400:] if proc.stderr else ""
-                raise LoadbenchError(f"Chromium exited with {proc.returncode} before DevTools came up: {err}")
-            if time.monotonic() > deadline:
-                raise LoadbenchError("Chromium: DevTools did not come up within 30 s")
-            await asyncio.sleep(0.05)
-        port = int(port_file.read_text().split()[0])
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/json/list") as resp:
-                targets = await resp.json()
-            page = next(t for t in targets if t.get("type") == "page")
-            ws = await session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
-            dt = _DevTools(ws)
-            try:
-                return await _drive(dt, url, width=width, pdf=pdf, settle_s=settle_s)
-            finally:
-                await dt.close()
+        targets = dt.call("Target.getTargets").get("targetInfos", [])
+        page = next((t for t in targets if t.get("type") == "page"), None)
+        if page is None:
+            raise LoadbenchError("Chromium: no page target to drive")
+        session = dt.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+        return _drive(_Session(dt, session), url, width=width, pdf=pdf, settle_s=settle_s)
     finally:
+        dt.close()
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        with contextlib.suppress(OSError):
+            dt._in.close()
         shutil.rmtree(profile, ignore_errors=True)
 
 
-async def _drive(dt: _DevTools, url: str, *, width: int, pdf: bool, settle_s: float) -> PageCheck:
+class _Session:
+    """Commands and events of one attached page (flattened session)."""
+
+    def __init__(self, dt: _DevTools, session_id: str) -> None:
+        self._dt = dt
+        self._id = session_id
+
+    def call(self, method: str, timeout_s: float = 30.0, **params: Any) -> dict[str, Any]:
+        return self._dt.call(method, timeout_s, self._id, **params)
+
+    def wait_event(self, method: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        return self._dt.wait_event(method, timeout_s)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for e in self._dt.events if e.get("sessionId") == self._id]
+
+
+def _drive(dt: _Session, url: str, *, width: int, pdf: bool, settle_s: float) -> PageCheck:
     for domain in ("Page", "Network", "Runtime", "Log"):
-        await dt.call(f"{domain}.enable")
-    await dt.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+        dt.call(f"{domain}.enable")
+    dt.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
     started = time.perf_counter()
-    await dt.call("Page.navigate", url=url)
-    await dt.wait_event("Page.loadEventFired")
+    dt.call("Page.navigate", url=url)
+    dt.wait_event("Page.loadEventFired")
     load_ms = (time.perf_counter() - started) * 1e3
-    await asyncio.sleep(settle_s)  # anything late (a lazy fetch, a timer) shows up in the events
+    time.sleep(settle_s)  # anything late (a lazy fetch, a timer) shows up in the events
     check = PageCheck(url=url, load_ms=load_ms)
     for ev in dt.events:
         m, p = ev["method"], ev.get("params", {})
@@ -180,17 +224,17 @@ async def _drive(dt: _DevTools, url: str, *, width: int, pdf: bool, settle_s: fl
             check.console_errors.append(str(p.get("exceptionDetails", {}).get("text")))
         elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             check.console_errors.append(str(p["entry"].get("text")))
-    res = await dt.call("Runtime.evaluate", expression=_CHART_JS, returnByValue=True)
+    res = dt.call("Runtime.evaluate", expression=_CHART_JS, returnByValue=True)
     check.charts = res.get("result", {}).get("value") or []
-    metrics = await dt.call("Page.getLayoutMetrics")
+    metrics = dt.call("Page.getLayoutMetrics")
     size = metrics.get("cssContentSize") or metrics.get("contentSize") or {}
     check.page_size = (int(size.get("width", width)), int(size.get("height", 900)))
-    shot = await dt.call("Page.captureScreenshot", timeout_s=120, format="png", captureBeyondViewport=True,
+    shot = dt.call("Page.captureScreenshot", timeout_s=120, format="png", captureBeyondViewport=True,
                          clip={"x": 0, "y": 0, "width": check.page_size[0], "height": check.page_size[1],
                                "scale": 1})
     check.screenshot_png = base64.b64decode(shot["data"])
     if pdf:
-        printed = await dt.call("Page.printToPDF", timeout_s=120, printBackground=True, preferCSSPageSize=True)
+        printed = dt.call("Page.printToPDF", timeout_s=120, printBackground=True, preferCSSPageSize=True)
         check.pdf = base64.b64decode(printed["data"])
     return check
 
@@ -204,4 +248,4 @@ def inspect(html_path: str | Path, *, width: int = 1280, offline: bool = False, 
     if offline and os.geteuid() != 0:
         raise LoadbenchError("offline=True needs root, for a network namespace (unshare -n)")
     url = Path(html_path).resolve().as_uri()
-    return asyncio.run(_inspect(exe, url, width=width, offline=offline, pdf=pdf, settle_s=settle_s))
+    return _inspect(exe, url, width=width, offline=offline, pdf=pdf, settle_s=settle_s)

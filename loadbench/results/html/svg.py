@@ -408,10 +408,12 @@ class Chart:
             body.append(self._legend_svg())
         clip = (f'<defs><clipPath id="c-{self.slug}"><rect x="{_f(self.x0 - 4)}" y="{_f(self.y1 - 4)}" '
                 f'width="{_f(self.x1 - self.x0 + 8)}" height="{_f(self.y0 - self.y1 + 8)}"/></clipPath></defs>')
+        empty_attr = ' data-empty="1"' if self.x is None or self.y is None else ""
         return (
             f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {self.width} {self.height}" '
             f'width="{self.width}" height="{self.height}" font-family="{escape(FONT)}" role="img" '
-            f'aria-label="{escape(self.title)}" data-chart="{escape(self.slug)}">'
+            f'aria-label="{escape(self.title)}" data-chart="{escape(self.slug)}"'
+            f"{empty_attr}>"
             f"<title>{escape(self.title)}</title>{clip}{''.join(body)}</svg>"
         )
 
