@@ -16,7 +16,7 @@ from loadbench.errors import LoadbenchError
 from loadbench.results import load, load_run, load_study
 from loadbench.results.html import build_report, write_figures, write_html
 from loadbench.results.html.charts import percentile_curve
-from loadbench.results.html.study_report import knee_index, number_in
+from loadbench.results.html.study_report import knee_index, number_in, short_labels
 from loadbench.results.html.svg import fmt_number, nines
 from loadbench.sim.config import FaultPlan
 from tests.results.study_dirs import capacity_from_cells, write_study
@@ -208,6 +208,10 @@ def test_knee_and_value_parsing() -> None:
     assert knee_index([1, 2], [1, 9]) is None
     assert number_in("Poisson(rate_per_s=4.5)") == 4.5 and number_in("8") == 8.0 and number_in(3) == 3.0
     assert number_in("fast") is None
+    assert short_labels(["Poisson(rate_per_s=2.0)", "Poisson(rate_per_s=12.0)"]) == (
+        ["2.0", "12.0"], "Poisson(rate_per_s=…)")
+    assert short_labels(["12", "15"]) == (["12", "15"], "")  # never cut inside a number
+    assert short_labels(["Local", "Remote"]) == (["Local", "Remote"], "")
 
 
 def test_runs_side_by_side_overlay_and_table(runs: dict[str, Path]) -> None:
@@ -262,3 +266,35 @@ def test_figures_without_resvg_still_write_svg(runs: dict[str, Path], tmp_path: 
     files, why = write_figures(build_report([runs["slow"]]), tmp_path, png=False)
     assert why is None and files and all(f.suffix == ".svg" for f in files)
     assert all(f.read_text().startswith("<svg") for f in files)
+
+
+def test_a_long_run_gets_a_close_up_of_consecutive_requests_around_the_slowest() -> None:
+    from loadbench.results.html.run_report import _close_up_rows
+
+    n = 5000
+    intended = np.arange(n) * 0.1  # 500 s of 20 ms requests: bars far narrower than a pixel
+    e2e = np.full(n, 20.0)
+    e2e[3210] = 900.0
+    cols = {"index": np.arange(n), "intended_s": intended, "end_s": intended + e2e / 1e3,
+            "e2e_from_schedule_ms": e2e, "request_id": np.array([f"r{i}" for i in range(n)], dtype=object)}
+    rows, how = _close_up_rows(cols, 150)
+    assert len(rows) == 150 and 3210 in rows.tolist()
+    assert np.all(np.diff(rows) == 1)  # consecutive, in intended order
+    assert "r3210" in how
+    cols["e2e_from_schedule_ms"] = np.full(n, 20_000.0)  # long requests: the overview shows them already
+    assert _close_up_rows(cols, 150) is None
+
+
+def test_a_study_without_cells_csv_still_reports_its_cells(tmp_path: Path) -> None:
+    study = {"kind": "study", "name": "matrix", "created": "2026-12-02T00:00:00Z", "base": {},
+             "vary": {"deployment": ["Local", "Remote"]}, "repeat": 1,
+             "cells": [{"id": "c000", "values": {"deployment": "Local"}, "repeat": 0, "status": "running",
+                        "run_dir": "cells/c000", "error": None},
+                       {"id": "c001", "values": {"deployment": "Remote"}, "repeat": 0, "status": "failed",
+                        "run_dir": "cells/c001", "error": "TargetError: no API key"}]}
+    (tmp_path / "study.json").write_bytes(orjson.dumps(study))
+    html = build_report([tmp_path]).render()
+    assert "c000" in html and "running" in html and "TargetError: no API key" in html
+    (tmp_path / "study.json").write_text("[1, 2]")
+    with pytest.raises(LoadbenchError, match=r"study\.json: expected an object with a 'cells' list"):
+        load_study(tmp_path)

@@ -18,9 +18,9 @@ from loadbench.results.html.page import Page, table
 from loadbench.results.html.run_report import _SCALE, _plan_text, _stop_text, _token_rate
 from loadbench.results.html.svg import color
 
-# (label, path into the summary, unit, True when higher is better)
-ROWS: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
-    ("scheduled", ("requests", "scheduled"), "", True),
+# (label, path into the summary, unit, True when higher is better, None when neither)
+ROWS: tuple[tuple[str, tuple[str, ...], str, bool | None], ...] = (
+    ("scheduled", ("requests", "scheduled"), "", None),
     ("completed", ("requests", "completed"), "", True),
     ("failed", ("requests", "failed"), "", False),
     ("requests/s", ("throughput", "requests_per_s"), "req/s", True),
@@ -94,7 +94,7 @@ def _delta_classes(rows: list[list[Any]], n_runs: int) -> list[list[str]]:
                 classes.append("")
                 continue
             x = float(d[:-1])
-            if abs(x) < 1.0:
+            if abs(x) < 1.0 or higher.get(row[0]) is None:
                 classes.append("")
             else:
                 good = (x > 0) == higher.get(row[0], False)

@@ -34,6 +34,7 @@ nav a{margin-right:12px;color:#0b5cad;text-decoration:none}
 .card b{display:block;font-size:19px}
 .card span{color:var(--muted);font-size:12px}
 .card.bad b{color:#b3261e}
+.tw{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0 12px}
 th,td{padding:3px 9px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;font-weight:600}
@@ -55,7 +56,9 @@ footer{color:var(--muted);font-size:12px;margin-top:30px;border-top:1px solid va
  nav{display:none}
  h2{break-after:avoid;page-break-after:avoid}
  figure svg{border:none}
- table{break-inside:auto}
+ .tw{overflow:visible}
+ table{break-inside:auto;font-size:9.5px}
+ th,td{white-space:normal;padding:2px 5px}
  tr{break-inside:avoid}
  @page{size:A4 landscape;margin:12mm}
 }
@@ -167,7 +170,7 @@ def table(
             attr = f' class="{classes}"' if classes else ""
             cells.append(f"<td{attr}>{escape(cell(v))}</td>")
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="tw"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def cell(v: Any) -> str:

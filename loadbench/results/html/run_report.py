@@ -250,7 +250,14 @@ def time_series_charts(data: RunData, *, width: int = 560) -> tuple[list[Chart],
         for lo_b, hi_b, label in bands:
             chart.band_x(lo_b, hi_b, label=label)
         for i, p in enumerate(power):
-            chart.line(p["t_s"].tolist(), p["watts"].tolist(), color=color(i), width=1.4)
+            t, w = p["t_s"], p["watts"]
+            if t.size > 400:  # mean power per bin, like the other series
+                p_bins = np.arange(float(t.min()), float(t.max()) + bin_s, bin_s)
+                n_in = np.histogram(t, p_bins)[0]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    w = np.histogram(t, p_bins, weights=w)[0] / n_in
+                t = (p_bins[:-1] + p_bins[1:]) / 2
+            chart.line(t.tolist(), w.tolist(), color=color(i), width=1.4)
             chart.add_legend(f"{p['label']} ({p['kind']})", color(i))
         if lo < 0:
             chart.band_x(lo, 0, label="idle baseline", fill="#eef4fa")
@@ -310,19 +317,55 @@ def _pick_rows(cols: dict[str, np.ndarray], limit: int) -> tuple[np.ndarray, str
     even = order[np.linspace(0, n - 1, max(rest, 0)).astype(int)] if rest > 0 else np.array([], dtype=int)
     chosen |= set(even.tolist())
     picked = np.array(sorted(chosen, key=lambda i: (cols["intended_s"][i], i)), dtype=int)
-    return picked, (f"{len(picked):,} of {n:,} requests: the {len(failed):,} first failures, the "
-                    f"{len(slowest):,} slowest (from schedule) and an even spread of the rest")
+    parts = [f"the {len(failed):,} first failures"] if len(failed) else []
+    parts.append(f"the {len(slowest):,} slowest (from schedule)")
+    return picked, f"{len(picked):,} of {n:,} requests: {', '.join(parts)} and an even spread of the rest"
 
 
-def timeline_chart(data: RunData, *, width: int = 1140, limit: int = TIMELINE_ROWS) -> Chart:
+def _close_up_rows(cols: dict[str, np.ndarray], limit: int) -> tuple[np.ndarray, str] | None:
+    """Consecutive requests around the slowest one, when the run is too long for bars to show.
+
+    Over a long run a request's bar is narrower than a pixel, so the overview shows only where
+    requests fell; the close-up shows how they overlapped.
+    """
+    n = len(cols["index"])
+    span = float(np.nanmax(cols["end_s"])) - float(np.nanmin(cols["intended_s"])) if n else 0.0
+    dur = cols["e2e_from_schedule_ms"]
+    if n <= limit or not np.isfinite(dur).any() or span <= 0:
+        return None
+    if np.nanmedian(dur) / 1e3 > 0.01 * span:
+        return None
+    order = np.argsort(np.where(np.isfinite(cols["intended_s"]), cols["intended_s"], np.inf), kind="stable")
+    slowest = int(np.nanargmax(np.where(np.isfinite(dur), dur, -1)))
+    pos = int(np.flatnonzero(order == slowest)[0])
+    lo = max(0, min(pos - limit // 2, n - limit))
+    block = order[lo:lo + limit]
+    return block, (f"{len(block):,} consecutive requests around the slowest "
+                   f"({cols['request_id'][slowest]}, {fmt_number(float(dur[slowest]))} ms from schedule)")
+
+
+def timeline_charts(data: RunData, *, width: int = 1140, limit: int = TIMELINE_ROWS) -> list[Chart]:
+    """The overview (a spread of the whole run) and, for long runs, a close-up of consecutive requests."""
+    out = [timeline_chart(data, width=width, limit=limit)]
+    close = _close_up_rows(data.columns, limit // 2)
+    if close is not None:
+        out.append(timeline_chart(data, width=width, limit=limit, rows=close, slug="timeline-close",
+                                  title="Request timeline, close-up"))
+    return out
+
+
+def timeline_chart(data: RunData, *, width: int = 1140, limit: int = TIMELINE_ROWS,
+                   rows: tuple[np.ndarray, str] | None = None, slug: str = "timeline",
+                   title: str = "Request timeline") -> Chart:
     """One bar per request: intended -> sent (grey), sent -> first token (amber), -> end (blue).
 
     Hybrid child calls sit in rows right under their parent, indented and coloured by role.
+    ``rows`` (indices, description) overrides the sample of requests drawn.
     """
     cols = data.columns
     n = len(cols["index"])
     if n == 0:
-        return empty("timeline", "Request timeline", "no requests", width=width)
+        return empty(slug, title, "no requests", width=width)
     kids = data.child_columns
     by_parent: dict[str, list[int]] = {}
     for j, parent in enumerate(kids["parent"].tolist()):
@@ -331,17 +374,18 @@ def timeline_chart(data: RunData, *, width: int = 1140, limit: int = TIMELINE_RO
         lst.sort(key=lambda j: (kids["sent_ns"][j] or kids["intended_ns"][j], j))
     n_kids = len(kids["index"])
     budget = limit if not n_kids else max(20, int(limit / (1 + n_kids / max(n, 1))))
-    picked, how = _pick_rows(cols, budget)
-    rows: list[tuple[str, int]] = []
+    picked, how = rows if rows is not None else _pick_rows(cols, budget)
     ids = cols["request_id"]
+    drawn: list[tuple[str, int]] = []
     for i in picked.tolist():
-        rows.append(("p", i))
-        rows.extend(("c", j) for j in by_parent.get(ids[i], []))
-    row_h = max(1.6, min(12.0, 560 / len(rows)))
-    plot_h = row_h * len(rows)
-    chart = Chart("timeline", "Request timeline", width=width, height=int(plot_h + 90),
+        drawn.append(("p", i))
+        drawn.extend(("c", j) for j in by_parent.get(ids[i], []))
+    rows_ = drawn
+    row_h = max(1.6, min(12.0, 560 / len(rows_)))
+    plot_h = row_h * len(rows_)
+    chart = Chart(slug, title, width=width, height=int(plot_h + 90),
                   x_label="seconds since start", y_label="requests (by intended time)",
-                  note=how + (f"; {sum(1 for k, _ in rows if k == 'c'):,} child calls nested" if n_kids else ""))
+                  note=how + (f"; {sum(1 for k, _ in rows_ if k == 'c'):,} child calls nested" if n_kids else ""))
     chart.add_legend("intended → sent (dispatch lag)", "#9a9a9a", "box")
     chart.add_legend("sent → first token", "#E69F00", "box")
     chart.add_legend("first token → end", "#0072B2", "box")
@@ -349,13 +393,16 @@ def timeline_chart(data: RunData, *, width: int = 1140, limit: int = TIMELINE_RO
     if n_kids:
         chart.add_legend("child: supervisor", "#CC79A7", "box")
         chart.add_legend("child: worker", "#009E73", "box")
-    all_s = [cols[k][picked] for k in ("intended_s", "end_s")] + [kids["end_s"]]
+    kid_rows = np.array([j for k, j in rows_ if k == "c"], dtype=int)
+    all_s = [cols[k][picked] for k in ("intended_s", "end_s")] + [kids["end_s"][kid_rows]]
     hi = max(float(np.nanmax(a)) for a in all_s if np.isfinite(a).any())
-    lo = min(0.0, float(np.nanmin(cols["intended_s"][picked])))
+    lo = float(np.nanmin(cols["intended_s"][picked]))
+    if rows is None:
+        lo = min(0.0, lo)
     chart.set_x(lo, hi)
     chart.set_y(0, 1, ticks=[])
     top = chart.y1
-    for r, (kind, i) in enumerate(rows):
+    for r, (kind, i) in enumerate(rows_):
         src = cols if kind == "p" else kids
         y = top + r * row_h
         h = row_h * (0.82 if kind == "p" else 0.6)
@@ -467,7 +514,8 @@ def build_run_page(data: RunData, *, generator: str) -> Page:
     s.note(note)
     s.grid(series)
     s = page.section("Request timeline", "timeline")
-    s.chart(timeline_chart(data))
+    for chart in timeline_charts(data):
+        s.chart(chart)
     s = page.section("Token lengths", "lengths")
     s.html(lengths_table(summary))
     s.grid(lengths_charts(data))

@@ -3,10 +3,10 @@
 Reads the study directory format (study.json, cells.csv, capacity.json) and, where a cell's run
 directory is there, that run's histograms for overlaid distributions.
 
-The knee of a sweep curve is found with Kneedle (Satopää et al., 2011): both axes scaled to
-[0, 1], the knee is the point farthest below the straight line from the first point to the last,
-i.e. where latency starts to climb faster than throughput. The SLO boundary is drawn between the
-last cell that meets the latency limit and the first that does not.
+The knee of a sweep curve is found with Kneedle (Satopää et al., 2011) on p99 latency against the
+swept load: both axes scaled to [0, 1], the knee is the point farthest below the straight line from
+the first point to the last, i.e. where latency starts to climb faster than the load. The SLO
+boundary is drawn between the last cell that meets the latency limit and the first that does not.
 """
 
 from __future__ import annotations
@@ -49,6 +49,36 @@ def number_in(text: Any) -> float | None:
 def _value(row: dict[str, Any], key: str) -> float:
     v = row.get(key)
     return float(v) if isinstance(v, int | float) else math.nan
+
+
+def _common_start(texts: list[str]) -> str:
+    first = min(texts)
+    last = max(texts)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def short_labels(labels: Sequence[str]) -> tuple[list[str], str]:
+    """Labels without the text they all share: ``Poisson(rate_per_s=2.0)`` -> ``2.0``.
+
+    Returns the short labels and a pattern naming what was taken off (``Poisson(rate_per_s=…)``),
+    or the labels unchanged and ``""`` when there is nothing shared or nothing would be left.
+    """
+    if len(labels) < 2:
+        return list(labels), ""
+    prefix = _common_start(list(labels))
+    suffix = _common_start([x[::-1] for x in labels])[::-1]
+    # Cut only at a boundary, so "12" and "15" keep their digits and "2.0" its decimals.
+    while prefix and (prefix[-1].isalnum() or prefix[-1] in "._-"):
+        prefix = prefix[:-1]
+    while suffix and (suffix[0].isalnum() or suffix[0] in "._-"):
+        suffix = suffix[1:]
+    short = [x[len(prefix):len(x) - len(suffix)] for x in labels]
+    if not (prefix or suffix) or any(not x for x in short):
+        return list(labels), ""
+    return short, f"{prefix}…{suffix}"
 
 
 def _cell_label(study: StudyData, row: dict[str, Any]) -> str:
@@ -107,6 +137,9 @@ def _aggregate(study: StudyData) -> list[dict[str, Any]]:
 def grouped_bar_charts(study: StudyData) -> list[Chart]:
     cells = _aggregate(study)
     limits = _slo_limits(study)
+    short, pattern = short_labels([c["label"] for c in cells])
+    for c, label in zip(cells, short, strict=True):
+        c["label"] = label
     out = []
     for slug, title, keys, unit in (
         ("bars-ttft", "TTFT by cell", ("ttft_ms_p50", "ttft_ms_p99"), "ms"),
@@ -126,7 +159,10 @@ def grouped_bar_charts(study: StudyData) -> list[Chart]:
         if not any(b.value == b.value for b in bars):
             continue
         slo = limits.get(keys[-1].rsplit("_p", 1)[0]) if unit == "ms" else None
-        out.append(charts.grouped_bars_chart(slug, title, bars, unit=unit, slo=slo))
+        chart = charts.grouped_bars_chart(slug, title, bars, unit=unit, slo=slo)
+        if pattern:
+            chart.note = f"cells: {', '.join(study.varied)} = {pattern}"
+        out.append(chart)
     return out
 
 
@@ -197,12 +233,12 @@ def sweep_charts(study: StudyData) -> tuple[list[Chart], list[str]]:
         for ld, x, y in zip(loads, thr, p99, strict=True):
             if x == x and y == y:
                 chart.label(x, y, fmt_number(ld), color="#555", size=9)
-        k = knee_index(thr, p99)
+        k = knee_index(loads, p99)  # along the swept load, which (unlike throughput) only grows
         if k is not None:
             chart.points([thr[k]], [p99[k]], color="#b3261e", r=6.5, hollow=True,
                          titles=[f"knee: {field}={fmt_number(loads[k])}, {fmt_number(thr[k])} req/s"])
             chart.label(thr[k], p99[k], "knee", color="#b3261e", dx=-8, dy=14, anchor="end")
-            chart.add_legend("knee (Kneedle on p99)", "#b3261e", "dot")
+            chart.add_legend(f"knee (Kneedle: p99 against {field})", "#b3261e", "dot")
             if key_base == "ttft_ms":
                 notes.append(f"Knee of TTFT p99: {field}={fmt_number(loads[k])} ({fmt_number(thr[k])} req/s).")
         out.append(chart)
@@ -247,16 +283,16 @@ def capacity_chart(capacity: dict[str, Any]) -> Chart:
     chart = Chart("capacity", f"Capacity search: SLO attainment against {over}", width=1140, height=320,
                   x_label=over, y_label="share of requests meeting the SLO")
     chart.set_x(0, nice_max(max(p[0] for p in pts) * 1.08))
-    chart.set_y(0, 1.0)
+    chart.set_y(0, 1.2, ticks=[(v / 5, f"{v / 5:.1f}") for v in range(6)])
     target = _attainment_target(capacity)
     if target is not None:
         chart.hline(target, color="#b3261e", label=f"target {100 * target:g}%")
     answer = capacity.get("answer") or {}
     hp, lf = number_in(answer.get("highest_passing")), number_in(answer.get("lowest_failing"))
     if hp is not None:
-        chart.vline(hp, color="#1a7f37", label=f"highest passing {fmt_number(hp)}")
+        chart.vline(hp, color="#1a7f37", label=f"highest passing {fmt_number(hp)}", label_at=0.4)
     if lf is not None:
-        chart.vline(lf, color="#b3261e", label=f"lowest failing {fmt_number(lf)}")
+        chart.vline(lf, color="#b3261e", label=f"lowest failing {fmt_number(lf)}", label_at=0.55)
     verdict_color = {"pass": "#1a7f37", "fail": "#D55E00", "unsure": "#E69F00"}
     for ld, a, p in pts:
         lo, hi = p.get("ci_low"), p.get("ci_high")
@@ -294,7 +330,7 @@ def _cell_runs(study: StudyData) -> tuple[list[RunData], list[str], list[str]]:
     if len(cells) > MAX_OVERLAID_CELLS:
         step = (len(cells) - 1) / (MAX_OVERLAID_CELLS - 1)
         cells = [cells[round(i * step)] for i in range(MAX_OVERLAID_CELLS)]
-    runs, labels, problems = [], [], []
+    runs, labels, problems = [], [], []  # labels shortened below
     for c in cells:
         try:
             runs.append(load_run(study.path / c["run_dir"]))
@@ -304,7 +340,10 @@ def _cell_runs(study: StudyData) -> tuple[list[RunData], list[str], list[str]]:
         values = c.get("values") or {}
         label = " · ".join(str(v) for v in values.values()) or c.get("id", "?")
         labels.append(label + (f" (r{c.get('repeat')})" if study.study.get("repeat", 1) > 1 else ""))
-    return runs, labels, problems
+    short, pattern = short_labels(labels)
+    if pattern:
+        short = [f"{', '.join(study.varied)} {x}" for x in short]
+    return runs, short, problems
 
 
 def build_study_page(study: StudyData, *, generator: str) -> Page:

@@ -178,6 +178,7 @@ class Chart:
             self.top += 13
         self.bottom = 44 if x_label else 30
         self.marks: list[str] = []
+        self.annotations: list[str] = []  # drawn over the plot, not clipped to it (axis labels, notes)
         self.x: Scale | None = None
         self.y: Scale | None = None
         self._y_ticks: list[tuple[float, str]] | None = None
@@ -317,7 +318,8 @@ class Chart:
         if label:
             self.marks.append(self._text(self.x1 - 4, py - 4, label, size=10, fill=color, anchor="end"))
 
-    def vline(self, x: float, *, color: str, label: str = "", dash: str = "5 3") -> None:
+    def vline(self, x: float, *, color: str, label: str = "", dash: str = "5 3", label_at: float = 0.0) -> None:
+        """A vertical line; its label sits ``label_at`` of the way down the plot (0: at the top)."""
         assert self.x is not None
         px = self.x(x)
         if not self.x0 - 0.5 <= px <= self.x1 + 0.5:
@@ -325,7 +327,8 @@ class Chart:
         self.marks.append(f'<line x1="{_f(px)}" x2="{_f(px)}" y1="{_f(self.y1)}" y2="{_f(self.y0)}" '
                           f'stroke="{color}" stroke-width="1.3" stroke-dasharray="{dash}"/>')
         if label:
-            self.marks.append(self._text(px + 4, self.y1 + 12, label, size=10, fill=color))
+            self.marks.append(self._text(px + 4, self.y1 + 12 + label_at * (self.y0 - self.y1 - 12), label, size=10,
+                                         fill=color))
 
     def label(self, x: float, y: float, text: str, *, color: str = INK, dx: float = 5, dy: float = -5,
               size: float = 10, anchor: str = "start") -> None:
@@ -333,7 +336,8 @@ class Chart:
         self.marks.append(self._text(self.x(x) + dx, self.y(y) + dy, text, size=size, fill=color, anchor=anchor))
 
     def text_px(self, x: float, y: float, text: str, **kw: object) -> None:
-        self.marks.append(self._text(x, y, text, **kw))  # type: ignore[arg-type]
+        """Text at pixel coordinates, outside the plot's clip (e.g. category labels under the axis)."""
+        self.annotations.append(self._text(x, y, text, **kw))  # type: ignore[arg-type]
 
     @staticmethod
     def _text(x: float, y: float, text: str, *, size: float = 11, fill: str = INK, anchor: str = "start",
@@ -405,6 +409,7 @@ class Chart:
         else:
             body.append(self._axes())
             body.append(f'<g clip-path="url(#c-{self.slug})">{"".join(self.marks)}</g>')
+            body.append("".join(self.annotations))
             body.append(self._legend_svg())
         clip = (f'<defs><clipPath id="c-{self.slug}"><rect x="{_f(self.x0 - 4)}" y="{_f(self.y1 - 4)}" '
                 f'width="{_f(self.x1 - self.x0 + 8)}" height="{_f(self.y0 - self.y1 + 8)}"/></clipPath></defs>')
