@@ -18,7 +18,6 @@ import pytest
 
 from loadbench.results.html import build_report, write_html
 from loadbench.results.html.browser import PageCheck, find_chromium, inspect
-from tests.results.test_report_html import runs, sweep  # noqa: F401  (module-scoped run fixtures)
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,
@@ -57,7 +56,7 @@ def _check_page(check: PageCheck, html: str) -> None:
 
 @pytest.mark.parametrize("kind", ["run", "study", "compare"])
 def test_report_in_chromium_draws_every_chart_with_no_error_and_no_request(
-    kind: str, runs: dict[str, Path], sweep: Path, tmp_path: Path  # noqa: F811
+    kind: str, runs: dict[str, Path], sweep: Path, tmp_path: Path
 ) -> None:
     paths = {"run": [runs["faulty"]], "study": [sweep], "compare": [runs["faulty"], runs["slow"]]}[kind]
     path = write_html(build_report(paths), tmp_path / f"{kind}.html")
@@ -76,7 +75,7 @@ def _can_unshare() -> bool:
 
 
 @pytest.mark.skipif(not _can_unshare(), reason="needs root and unshare -n for a network namespace without interfaces")
-def test_with_no_network_at_all_the_report_draws_the_same_pixels(runs: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_with_no_network_at_all_the_report_draws_the_same_pixels(runs: dict[str, Path], tmp_path: Path) -> None:
     path = write_html(build_report([runs["faulty"]]), tmp_path / "run.html")
     online = inspect(path)
     offline = inspect(path, offline=True)

@@ -11,56 +11,12 @@ import numpy as np
 import orjson
 import pytest
 
-from loadbench import Balanced, Constant, Experiment, Remote, SimConfig, Stop, Uniform
 from loadbench.errors import LoadbenchError
 from loadbench.results import load, load_run, load_study
 from loadbench.results.html import build_report, write_figures, write_html
 from loadbench.results.html.charts import percentile_curve
 from loadbench.results.html.study_report import knee_index, number_in, short_labels
 from loadbench.results.html.svg import fmt_number, nines
-from loadbench.sim.config import FaultPlan
-from tests.results.study_dirs import capacity_from_cells, write_study
-
-
-def _run(out: Path, *, rate: float, seed: int, faults: dict[str, float] | None = None, warmup_s: float = 0.0,
-         profile: str = "gpu-8b", duration_s: float = 2.0) -> Path:
-    Experiment(
-        workload=Balanced(input_tokens=Uniform(32, 96), output_tokens=Uniform(8, 24)),
-        deployment=Remote.compatible(base_url="http://127.0.0.1:8000"),
-        load=Constant(rate_per_s=rate),
-        stop=Stop(duration_s=duration_s, warmup_s=warmup_s, drain_s=20.0),
-        target="sim",
-        sim=SimConfig(profile=profile, seed=seed, faults=FaultPlan(rates=faults or {})),
-        seed=seed,
-        slo={"ttft_ms": 200, "tpot_ms": 30},
-        out_dir=out,
-    ).run()
-    return out
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("runs")
-    return {
-        # Failures of two kinds, and a warm-up, so every chart of the run report has something to draw.
-        "faulty": _run(base / "faulty", rate=30, seed=1, faults={"500": 0.1, "429": 0.05}, warmup_s=0.5),
-        "slow": _run(base / "slow", rate=4, seed=2, profile="laptop-1.5b", duration_s=2.0),
-    }
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A three-cell rate sweep on a 4-slot engine (it saturates), as a capacity study."""
-    base = tmp_path_factory.mktemp("sweep")
-    rates = (2.0, 6.0, 12.0)
-    cells = [(f"Constant(rate_per_s={r})", _run(base / f"r{r:g}", rate=r, seed=3, profile="laptop-1.5b"), "finished")
-             for r in rates]
-    cells.append(("Constant(rate_per_s=24.0)", None, "failed"))
-    study = write_study(base / "study", kind="capacity", field="load", cells=cells,
-                        base={"workload": "balanced", "slo": {"ttft_ms": 200}}, errors={3: "target refused"})
-    capacity = capacity_from_cells(study, over="rate", slo={"ttft_ms": 200, "attainment": 0.9}, loads=rates)
-    (study / "capacity.json").write_bytes(orjson.dumps(capacity))
-    return study
 
 
 def _charts(html: str) -> dict[str, str]:
@@ -258,6 +214,9 @@ def test_cli_writes_html_and_figures_and_keeps_the_plain_summary(runs: dict[str,
     assert cells.returncode == 0 and "c002" in cells.stdout
     bad = subprocess.run([*cmd, str(tmp_path / "nope"), "--html"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a directory" in bad.stderr
+    swallowed = subprocess.run([*cmd, "--html", str(run), str(runs["slow"])], capture_output=True, text=True,
+                               timeout=120)
+    assert swallowed.returncode == 2 and "that is a directory" in swallowed.stderr
     mixed = subprocess.run([*cmd, str(sweep), str(run), "--html"], capture_output=True, text=True, timeout=120)
     assert mixed.returncode == 2 and "study directory is reported on its own" in mixed.stderr
 

@@ -143,7 +143,8 @@ Array.from(document.querySelectorAll('svg[data-chart]')).map(s => {
 """
 
 
-def _inspect(chromium: str, url: str, *, width: int, offline: bool, pdf: bool, settle_s: float) -> PageCheck:
+def _inspect(chromium: str, url: str, *, width: int, offline: bool, pdf: bool, settle_s: float,
+             media: str) -> PageCheck:
     profile = tempfile.mkdtemp(prefix="loadbench-chromium-")
     cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
            f"--window-size={width},900", "about:blank"]
@@ -170,7 +171,7 @@ def _inspect(chromium: str, url: str, *, width: int, offline: bool, pdf: bool, s
         if page is None:
             raise LoadbenchError("Chromium: no page target to drive")
         session = dt.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-        return _drive(_Session(dt, session), url, width=width, pdf=pdf, settle_s=settle_s)
+        return _drive(_Session(dt, session), url, width=width, pdf=pdf, settle_s=settle_s, media=media)
     finally:
         dt.close()
         proc.terminate()
@@ -202,9 +203,11 @@ class _Session:
         return [e for e in self._dt.events if e.get("sessionId") == self._id]
 
 
-def _drive(dt: _Session, url: str, *, width: int, pdf: bool, settle_s: float) -> PageCheck:
+def _drive(dt: _Session, url: str, *, width: int, pdf: bool, settle_s: float, media: str) -> PageCheck:
     for domain in ("Page", "Network", "Runtime", "Log"):
         dt.call(f"{domain}.enable")
+    if media:
+        dt.call("Emulation.setEmulatedMedia", media=media)
     dt.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
     started = time.perf_counter()
     dt.call("Page.navigate", url=url)
@@ -240,12 +243,15 @@ def _drive(dt: _Session, url: str, *, width: int, pdf: bool, settle_s: float) ->
 
 
 def inspect(html_path: str | Path, *, width: int = 1280, offline: bool = False, pdf: bool = False,
-            settle_s: float = 0.5, chromium: str | None = None) -> PageCheck:
-    """Load ``html_path`` in a fresh headless Chromium and report what it saw (see the module docstring)."""
+            settle_s: float = 0.5, chromium: str | None = None, media: str = "") -> PageCheck:
+    """Load ``html_path`` in a fresh headless Chromium and report what it saw (see the module docstring).
+
+    ``media="print"`` lays the page out with its print styles (what a printout shows).
+    """
     exe = chromium or find_chromium()
     if exe is None:
         raise LoadbenchError("Chromium not found on PATH (Debian: apt-get install chromium)")
     if offline and os.geteuid() != 0:
         raise LoadbenchError("offline=True needs root, for a network namespace (unshare -n)")
     url = Path(html_path).resolve().as_uri()
-    return _inspect(exe, url, width=width, offline=offline, pdf=pdf, settle_s=settle_s)
+    return _inspect(exe, url, width=width, offline=offline, pdf=pdf, settle_s=settle_s, media=media)

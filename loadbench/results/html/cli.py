@@ -40,6 +40,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--label", action="append", metavar="NAME",
                    help="a run's name in a side-by-side report (once per path, in order)")
     ns = p.parse_args(argv)
+    if ns.html and Path(ns.html).is_dir():
+        p.error(f"--html {ns.html}: that is a directory; give the HTML file to write (paths go before --html)")
     if ns.label and len(ns.label) != len(ns.paths):
         p.error(f"--label given {len(ns.label)} times for {len(ns.paths)} paths; give one per path")
     from loadbench.results.html import build_report, write_figures, write_html

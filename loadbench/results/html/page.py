@@ -55,7 +55,10 @@ footer{color:var(--muted);font-size:12px;margin-top:30px;border-top:1px solid va
  body{font-size:11px}
  nav{display:none}
  h2{break-after:avoid;page-break-after:avoid}
- figure svg{border:none}
+ figure svg{border:none;width:100%;height:auto}
+ .grid figure{width:calc(50% - 8px)}
+ .card{padding:4px 8px;min-width:100px}
+ .card b{font-size:14px}
  .tw{overflow:visible}
  table{break-inside:auto;font-size:9.5px}
  th,td{white-space:normal;padding:2px 5px}
