@@ -26,7 +26,9 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -165,6 +167,7 @@ class RunData:
     summary: dict[str, Any]
     _rows: list[dict[str, Any]] = field(repr=False)
     _children: list[dict[str, Any]] = field(repr=False)
+    chunks: ChunkTimes = field(repr=False, default_factory=lambda: ChunkTimes(*(np.zeros(0, np.int64),) * 3))
 
     @property
     def name(self) -> str:
@@ -190,17 +193,19 @@ class RunData:
         """Hybrid child calls as numpy columns; empty arrays when the run has none."""
         return _columns(self._children, self.anchor_ns)
 
-    def chunk_offsets_us(self) -> Iterator[tuple[int, list[int]]]:
-        """(row, offsets of token-bearing chunks from ``sent_ns`` in µs) for requests that kept them."""
-        for i, r in enumerate(self._rows):
-            offsets = r.get("chunk_offsets_us")
-            if offsets:
-                yield i, offsets
-
     @property
     def records(self) -> list[dict[str, Any]]:
-        """The raw requests.jsonl objects of scheduled requests (children excluded)."""
+        """requests.jsonl's objects for scheduled requests (children excluded), without
+        ``chunk_offsets_us`` (see ``chunks``) and ``text`` (see ``lines()``)."""
         return self._rows
+
+    def lines(self) -> Iterator[dict[str, Any]]:
+        """Every line of requests.jsonl as written, children and answer texts included, streamed."""
+        with open(self.path / "requests.jsonl", "rb") as f:
+            for line in f:
+                if line.strip():
+                    with contextlib.suppress(orjson.JSONDecodeError):  # a torn last line
+                        yield orjson.loads(line)
 
     @property
     def child_records(self) -> list[dict[str, Any]]:
@@ -325,29 +330,72 @@ class RunData:
         return out
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class ChunkTimes:
+    """Token-bearing chunk times of the requests that kept them, packed flat (8 bytes a chunk).
+
+    Request ``rows[k]`` (an index into ``RunData.records``) has ``counts[k]`` chunks, whose offsets
+    from its ``sent_ns`` in µs are the next ``counts[k]`` values of ``offsets_us``.
+    """
+
+    rows: np.ndarray
+    counts: np.ndarray
+    offsets_us: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+
+_FLUSH_CHUNKS = 1_000_000  # pack parsed offsets into numpy every million, so Python lists never pile up
+
+
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], ChunkTimes]:
+    """Scheduled requests, child calls and chunk times; ``chunk_offsets_us`` and ``text`` are taken
+    out of the line objects (packed, and dropped), so a long run's answers never sit in memory."""
     rows: list[dict[str, Any]] = []
     children: list[dict[str, Any]] = []
+    chunk_rows: list[int] = []
+    chunk_counts: list[int] = []
+    packed: list[np.ndarray] = []
+    pending: list[list[int]] = []
+    pending_n = 0
     try:
         f = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         raise LoadbenchError(f"{path}: missing") from None
+    torn = 0  # the line number of an unparsable line: forgiven only if nothing follows it
     with f:
-        data = f.read()
-    lines = data.split(b"\n")
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            if lineno == len(lines):  # a killed run's torn last line: everything before it stands
-                break
-            raise LoadbenchError(f"{path}:{lineno}: not a JSON object") from None
-        if not isinstance(obj, dict):
-            raise LoadbenchError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        (children if obj.get("parent") else rows).append(obj)
-    return rows, children
+        for lineno, line in enumerate(f, 1):  # streamed: the file is never held whole
+            if not line.strip():
+                continue
+            if torn:  # something came after the bad line: not a torn end, a broken file
+                raise LoadbenchError(f"{path}:{torn}: not a JSON object")
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                torn = lineno  # a killed run's torn last line, if no line follows
+                continue
+            if not isinstance(obj, dict):
+                raise LoadbenchError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            offsets = obj.pop("chunk_offsets_us", None)
+            obj.pop("text", None)
+            if obj.get("parent"):
+                children.append(obj)
+                continue
+            if offsets:
+                chunk_rows.append(len(rows))
+                chunk_counts.append(len(offsets))
+                pending.append(offsets)
+                pending_n += len(offsets)
+                if pending_n >= _FLUSH_CHUNKS:
+                    packed.append(np.fromiter(itertools.chain.from_iterable(pending), np.int64, pending_n))
+                    pending, pending_n = [], 0
+            rows.append(obj)
+    if pending:
+        packed.append(np.fromiter(itertools.chain.from_iterable(pending), np.int64, pending_n))
+    chunks = ChunkTimes(np.array(chunk_rows, dtype=np.int64), np.array(chunk_counts, dtype=np.int64),
+                        np.concatenate(packed) if packed else np.zeros(0, dtype=np.int64))
+    return rows, children, chunks
 
 
 def is_run_dir(path: Path) -> bool:
@@ -370,8 +418,8 @@ def load_run(path: str | Path) -> RunData:
     if not summary_path.is_file():
         raise LoadbenchError(f"{path}: the run has no summary.json (still running, or killed before the end)")
     summary = _read_json(summary_path)
-    rows, children = _read_jsonl(path / "requests.jsonl")
-    return RunData(path=path, run=run, summary=summary, _rows=rows, _children=children)
+    rows, children, chunks = _read_jsonl(path / "requests.jsonl")
+    return RunData(path=path, run=run, summary=summary, _rows=rows, _children=children, chunks=chunks)
 
 
 _CELL_NUMERIC = (

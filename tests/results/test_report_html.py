@@ -257,3 +257,17 @@ def test_a_study_without_cells_csv_still_reports_its_cells(tmp_path: Path) -> No
     (tmp_path / "study.json").write_text("[1, 2]")
     with pytest.raises(LoadbenchError, match=r"study\.json: expected an object with a 'cells' list"):
         load_study(tmp_path)
+
+
+def test_tokens_per_second_by_chunk_arrival_add_up_to_the_output_tokens(runs: dict[str, Path]) -> None:
+    from loadbench.results.html.run_report import _token_rate
+
+    data = load_run(runs["faulty"])
+    cols = data.columns
+    ok = cols["status"] == "ok"
+    assert len(data.chunks) >= ok.sum() and data.chunks.offsets_us.size == data.chunks.counts.sum()
+    assert all("chunk_offsets_us" not in r for r in data.records)  # packed, not kept per line
+    assert sum(1 for _ in data.lines()) == len(data.records)
+    edges = np.arange(0.0, float(np.nanmax(cols["end_s"])) + 0.2, 0.1)
+    rate = _token_rate(data, edges)
+    assert rate.sum() * 0.1 == pytest.approx(float(cols["output_tokens"][ok].sum()))

@@ -269,7 +269,7 @@ def time_series_charts(data: RunData, *, width: int = 560) -> tuple[list[Chart],
 
 
 def _has_chunks(data: RunData) -> bool:
-    return any(True for _ in zip(data.chunk_offsets_us(), range(1), strict=False))
+    return len(data.chunks) > 0
 
 
 def _token_rate(data: RunData, edges: np.ndarray) -> np.ndarray:
@@ -277,17 +277,13 @@ def _token_rate(data: RunData, edges: np.ndarray) -> np.ndarray:
     cols = data.columns
     sent_s = cols["sent_s"]
     ok = cols["status"] == "ok"
-    rows, counts, offsets = [], [], []
-    for i, off in data.chunk_offsets_us():
-        if ok[i]:
-            rows.append(i)
-            counts.append(len(off))
-            offsets.append(off)
+    chunks = data.chunks
     width = edges[1] - edges[0]
-    if rows:
-        idx = np.array(rows)
-        n_chunks = np.array(counts)
-        flat = np.fromiter((o for off in offsets for o in off), dtype=np.float64, count=int(n_chunks.sum()))
+    keep = ok[chunks.rows] if len(chunks) else np.zeros(0, dtype=bool)
+    if keep.any():
+        idx = chunks.rows[keep]
+        n_chunks = chunks.counts[keep]
+        flat = chunks.offsets_us[np.repeat(keep, chunks.counts)]
         t = np.repeat(sent_s[idx], n_chunks) + flat / 1e6
         # A chunk can carry several tokens: weight each by its request's tokens per chunk.
         tokens = np.maximum(cols["output_tokens"][idx], 0)
