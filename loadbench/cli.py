@@ -7,6 +7,7 @@
     loadbench sim [--port N] [knobs]              run the embedded simulator by hand
     loadbench verify RUN_DIR [--trace FILE|URL]   compare a run with the simulator's ground truth
     loadbench report RUN_DIR                      print a finished run's summary
+    loadbench report PATH... --html [FILE] [--png DIR]   HTML report / figures: run, study, runs
     loadbench engine build|path|serve             build / locate / serve llama.cpp's llama-server
     loadbench compare BASELINE_RUN NEW_RUN        is the new run slower? bootstrap CIs, a verdict
 
@@ -43,6 +44,7 @@ Other commands (`python -m loadbench ...` is the same):
   loadbench sim [--port N] [...]              run the embedded simulator by hand (see `sim --help`)
   loadbench verify RUN_DIR [--trace FILE|URL] client stamps against the simulator's ground truth
   loadbench report RUN_DIR                    print the summary of a finished run
+  loadbench report PATH... --html [FILE]      one-file HTML report (run, study, or runs side by side)
   loadbench engine build|path|serve           build, locate or serve llama.cpp's llama-server
   loadbench compare BASE_RUN NEW_RUN          per-metric change with bootstrap CIs; exit 99 on a regression
 
@@ -382,7 +384,11 @@ class _LiveProgress:
 
 
 def _report(argv: list[str]) -> int:
+    from loadbench.results.html.cli import main as figures_main
+    from loadbench.results.html.cli import wants_figures
 
+    if wants_figures(argv):  # --html / --png, a study, or several runs: the report with charts
+        return figures_main(argv)
     from loadbench.results.rebuild import load_or_rebuild
     from loadbench.results.report import summary_renderable
 
