@@ -79,6 +79,17 @@ class SseDecoder:
         self._event = ""
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        if (
+            not self._buf
+            and self._data is None
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            # The common case: a read holding exactly one whole single-line event.
+            event, self._event = self._event, ""
+            return [(event, chunk[6:-2])]
         buf = self._buf + chunk if self._buf else chunk
         lines = buf.split(b"\n")
         self._buf = lines.pop()
@@ -536,6 +547,28 @@ class _SentStampPayload(BytesPayload):
         await super().write_with_length(writer, content_length)
 
 
+class _GatedPayload(_SentStampPayload):
+    """A request body held back until ``gate`` resolves, then stamped and written.
+
+    aiohttp buffers the request's headers until the first body write, so while this payload waits
+    nothing of the request has reached the socket: the request is built and its connection taken
+    ahead of time, and at the gate only the one write remains (cheap enough that a burst of
+    requests due together goes out within about a millisecond).
+    """
+
+    def __init__(self, value: bytes, record: RequestRecord, gate: Any) -> None:
+        super().__init__(value, record)
+        self._gate = gate
+
+    async def write(self, writer: Any) -> None:
+        await self._gate
+        await super().write(writer)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        await self._gate
+        await super().write_with_length(writer, content_length)
+
+
 def _stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     connector = aiohttp.TCPConnector(**kwargs)
     # aiohttp builds each connection's protocol from this factory (a private attribute, stable
@@ -658,6 +691,14 @@ class HttpSender:
         return response
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        await self._send(prompt, record, None)
+
+    async def send_gated(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
+        """``send``, with the request built and its connection taken now, written once ``gate``
+        resolves (``load.interface.GatedSender``)."""
+        await self._send(prompt, record, gate)
+
+    async def _send(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
         body = self.wire.encode(prompt)
         headers = dict(self._headers)
         headers[REQUEST_ID_HEADER] = record.request_id
@@ -669,7 +710,8 @@ class HttpSender:
         responded = False
         try:
             async with asyncio.timeout_at(first_at) as deadline:
-                async with await self._post(_SentStampPayload(body, record), headers) as resp:
+                payload = _SentStampPayload(body, record) if gate is None else _GatedPayload(body, record, gate)
+                async with await self._post(payload, headers) as resp:
                     record.http_status = resp.status
                     if resp.status >= 300:
                         raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)

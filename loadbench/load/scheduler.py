@@ -3,9 +3,15 @@
 Guarantees:
 
 * Open loop: request *i* is intended at ``start + offset_i`` from the plan; the scheduler sleeps
-  towards that absolute deadline and finishes the last ~1.5 ms by yielding to the event loop, so
+  to that absolute deadline on a sub-millisecond timer (``load.timer``: a timerfd on Linux), so
   dispatch error does not accumulate and stays well under a millisecond while the loop is not
-  saturated. Whatever lag remains is measured, never hidden: ``sent_ns - intended_ns``.
+  saturated, without spinning. Whatever lag remains is measured, never hidden:
+  ``sent_ns - intended_ns``.
+* Prepared ahead: with a sender that can hold a request (``GatedSender``) and no concurrency cap,
+  each request is handed to the client up to ``_LEAD_NS`` before it is due; the client builds it,
+  takes a connection, and writes it when the timer opens its gate. A burst due at once then costs
+  only the writes at its due time. A request still waiting at its gate when a stop comes is
+  cancelled unsent (``sent_ns`` 0).
 * ``max_concurrency`` (open loop): a request that must wait for a free slot keeps its intended
   time; the wait shows as dispatch lag and in the from-schedule latencies.
 * Closed loop: each user's request is intended when the user became free.
@@ -21,7 +27,6 @@ finished record to its caller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,21 +37,27 @@ import numpy as np
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.load.interface import Sender
 from loadbench.load.plans import NS_PER_S, Concurrency, OpenLoopPlan, Stop
+from loadbench.load.timer import PreciseTimer, TimerHandle
 from loadbench.metrics.record import RequestRecord
 from loadbench.workloads.prompt import Prompt
 
 _now = time.perf_counter_ns
 
-# Below this much time to the deadline, stop sleeping and yield to the loop instead: timers on
-# both the default loop and uvloop have millisecond granularity.
-_SPIN_NS = 1_500_000
-# Longer waits also watch for a stop request, so a long gap between bursts never delays Ctrl-C.
-_WATCH_STOP_NS = 50_000_000
+# How far ahead of its intended time a request is handed to a gated sender. Building a request
+# and taking a connection costs ~0.3-0.5 ms of loop time, so the lead must cover a whole burst's
+# preparation (32 at once: ~15 ms); it is short enough that a prepared request holds its
+# connection only briefly.
+_LEAD_NS = 25_000_000
 # Prompts are built ahead of their send times (a Prefill prompt costs ~0.5 ms to build), in small
 # batches while the dispatcher sleeps. The buffer stays small so that length calibration learnt
 # from finished requests reaches the prompts soon after.
 _PROMPT_BUFFER = 128
 _REFILL_BATCH = 8
+
+
+def _opened(gate: asyncio.Future[None]) -> bool:
+    # A task cancelled while awaiting its gate cancels the gate too: that is not an opening.
+    return gate.done() and not gate.cancelled()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,9 @@ class Scheduler:
         self._stopped_by: str | None = None
         self._stop_requests = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Prepared requests whose gate has not opened: task -> the timer handle that opens it.
+        self._gated: dict[asyncio.Future[None], TimerHandle] = {}
+        self._timer: PreciseTimer | None = None
         self.scheduled = 0
         self.in_flight = 0
         self.start_ns = 0
@@ -100,6 +114,13 @@ class Scheduler:
         if self._stopped_by is None:
             self._stopped_by = "signal"
         self._stop_event.set()
+        # Prepared requests not yet released are not sent; sleepers wake to see the stop.
+        for task, handle in list(self._gated.items()):
+            handle.cancel()
+            task.cancel()
+        self._gated.clear()
+        if self._timer is not None:
+            self._timer.wake_all()
         if self._stop_requests > 1:
             for task in list(self._tasks):
                 task.cancel()
@@ -113,19 +134,23 @@ class Scheduler:
     async def run(self) -> RunTiming:
         """Run the plan to its stop rule (or until ``request_stop``); return the timing."""
         self._prefetch()
+        self._timer = PreciseTimer()
         refill = asyncio.ensure_future(self._refill())
         # A small lead lets the loop settle before the first intended time.
         self.start_ns = _now() + 2_000_000
         try:
-            if isinstance(self._plan, Concurrency):
-                await self._run_closed(self._plan)
-            else:
-                await self._run_open(self._plan)
+            try:
+                if isinstance(self._plan, Concurrency):
+                    await self._run_closed(self._plan)
+                else:
+                    await self._run_open(self._plan)
+            finally:
+                refill.cancel()
+            scheduling_stopped_ns = _now()
+            self._stop_event.set()
+            await self._drain()
         finally:
-            refill.cancel()
-        scheduling_stopped_ns = _now()
-        self._stop_event.set()
-        await self._drain()
+            self._timer.close()
         return RunTiming(self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan")
 
     def _prefetch(self) -> None:
@@ -169,25 +194,22 @@ class Scheduler:
     async def _sleep_until(self, deadline_ns: int) -> bool:
         """Wait until ``deadline_ns``; False if a stop was requested first."""
         stop = self._stop_event
-        while True:
-            if stop.is_set():
-                return False
-            remaining = deadline_ns - _now()
-            if remaining <= 0:
-                return True
-            if remaining > _WATCH_STOP_NS:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), (remaining - _SPIN_NS) / NS_PER_S)
-            elif remaining > _SPIN_NS:
-                await asyncio.sleep((remaining - _SPIN_NS) / NS_PER_S)
-            else:
-                await asyncio.sleep(0)
+        if stop.is_set():
+            return False
+        if deadline_ns > _now():
+            # request_stop() wakes every sleeper, so a long gap never delays Ctrl-C.
+            await self._timer.sleep_until(deadline_ns)  # type: ignore[union-attr]
+        return not stop.is_set()
 
     async def _run_open(self, plan: OpenLoopPlan) -> None:
         stop = self._stop
         limit = stop.requests
         duration_ns = None if stop.duration_s is None else round(stop.duration_s * NS_PER_S)
         cap = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
+        # A capped run takes its slot when due, so it is never prepared ahead (a prepared request
+        # would hold a slot before its time).
+        gated = cap is None and callable(getattr(self._sender, "send_gated", None))
+        lead_ns = _LEAD_NS if gated else 0
         for index, offset_ns in enumerate(plan.offsets_ns(self._rng)):
             if limit is not None and index >= limit:
                 self._stopped_by = self._stopped_by or "requests"
@@ -197,10 +219,13 @@ class Scheduler:
                 self._stopped_by = self._stopped_by or "duration"
                 return
             intended_ns = self.start_ns + offset_ns
-            if not await self._sleep_until(intended_ns):
+            if not await self._sleep_until(intended_ns - lead_ns):
                 return
             record = self._new_record(index, intended_ns)
-            self._spawn(self._one(record, self._next_prompt(), cap))
+            if gated:
+                self._spawn_gated(record, self._next_prompt())
+            else:
+                self._spawn(self._one(record, self._next_prompt(), cap))
         self._stopped_by = self._stopped_by or "plan"
 
     async def _run_closed(self, plan: Concurrency) -> None:
@@ -254,6 +279,21 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _spawn_gated(self, record: RequestRecord, prompt: Prompt) -> None:
+        """Hand the request to the sender now; its gate opens at ``record.intended_ns``."""
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._one(record, prompt, None, gate))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        gated = self._gated
+
+        def release() -> None:
+            gated.pop(task, None)
+            if not gate.done():
+                gate.set_result(None)
+
+        gated[task] = self._timer.call_at(record.intended_ns, release)  # type: ignore[union-attr]
+
     async def _drain(self) -> None:
         pending = {t for t in self._tasks if not t.done()}
         if pending and self._stop_requests < 2:
@@ -263,7 +303,13 @@ class Scheduler:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, record: RequestRecord, prompt: Prompt, cap: asyncio.Semaphore | None) -> None:
+    async def _one(
+        self,
+        record: RequestRecord,
+        prompt: Prompt,
+        cap: asyncio.Semaphore | None,
+        gate: asyncio.Future[None] | None = None,
+    ) -> None:
         record.target_input_tokens = prompt.target_input_tokens
         record.target_output_tokens = prompt.target_output_tokens
         self.in_flight += 1
@@ -272,16 +318,25 @@ class Scheduler:
             if cap is not None:
                 await cap.acquire()
                 acquired = True
-            record.sent_ns = _now()
-            await self._sender.send(prompt, record)
+            if gate is not None:
+                # Deadlines run from the intended time until the sender stamps the real send.
+                record.sent_ns = record.intended_ns
+                await self._sender.send_gated(prompt, record, gate)  # type: ignore[attr-defined]
+            else:
+                record.sent_ns = _now()
+                await self._sender.send(prompt, record)
             record.status = "ok"
         except RequestFailed as exc:
+            if gate is not None and not _opened(gate):
+                record.sent_ns = 0  # failed while being prepared (e.g. refused): never sent
             record.status = "failed"
             record.error = exc.category.value
             record.error_detail = exc.detail or None
             record.http_status = exc.http_status
         except asyncio.CancelledError:
             record.status = "cancelled"
+            if gate is not None and not _opened(gate):
+                record.sent_ns = 0  # stopped while waiting at its gate: never sent
             raise
         except Exception as exc:  # a client bug must be counted, never crash the run
             record.status = "failed"

@@ -54,3 +54,15 @@ def test_big_line_is_fine():
     payload = b"x" * (3 << 20)
     events, _ = feed_all(SseDecoder(), b"data: " + payload + b"\n\n", 1 << 16)
     assert events == [("", payload)]
+
+
+def test_sse_one_event_per_read_matches_line_by_line():
+    """The whole-event fast path gives what the line decoder gives, event names included."""
+    from loadbench.deployments.http import SseDecoder
+
+    reads = [b"event: delta\n", b"data: {\"a\": 1}\n\n", b"data: two\n\n", b"data: x\r\n\r\n", b"data: [DONE]\n\n"]
+    fast = SseDecoder()
+    got = [e for r in reads for e in fast.feed(r)]
+    slow = SseDecoder()
+    want = [e for r in reads for b in r for e in slow.feed(bytes([b]))]
+    assert got == want == [("delta", b'{"a": 1}'), ("", b"two"), ("", b"x"), ("", b"[DONE]")]
