@@ -1,7 +1,8 @@
 """The command line: the only module that parses argv, prints and exits.
 
     python -m loadbench SCENARIO.py [--target sim|URL] [--duration S] [--requests N]
-                                    [--out DIR] [--seed N] [--quiet] [--json]
+                                    [--out DIR] [--seed N] [--workers N] [--ray ADDRESS]
+                                    [--quiet] [--json]
     python -m loadbench sim [--port N] [knobs]        run the embedded simulator by hand
     python -m loadbench verify RUN_DIR [--trace T]    compare a run with the simulator's ground truth
     python -m loadbench report RUN_DIR                print a finished run's summary
@@ -56,6 +57,13 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, metavar="N", help="stop after N requests")
     p.add_argument("--out", metavar="DIR", help="the run directory (default results/<scenario>-<UTC time>)")
     p.add_argument("--seed", type=int, metavar="N", help="seed for prompts and arrival times")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="run the load on N event loops in N processes (default 1)"
+    )
+    p.add_argument(
+        "--ray", metavar="ADDRESS", help="run the workers as actors on the Ray cluster at ADDRESS (e.g. 10.0.0.5:6379; "
+        "'auto' joins the local one); needs the 'ray' extra"
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress and no summary table")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout (progress goes to stderr)")
     return p
@@ -100,12 +108,20 @@ def _run(argv: list[str]) -> int:
         parser.error(f"--duration must be > 0 seconds, got {ns.duration}")
     if ns.requests is not None and ns.requests <= 0:
         parser.error(f"--requests must be > 0, got {ns.requests}")
+    if ns.workers is not None and ns.workers <= 0:
+        parser.error(f"--workers must be >= 1, got {ns.workers}")
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
     from loadbench.results.report import summary_renderable
     from loadbench.scenario import load_scenario
+    executor = None
+    if ns.ray:
+        from loadbench.load.ray_executor import Ray
+
+        executor = Ray(ns.ray, workers=ns.workers or 1)
     scenario = load_scenario(ns.scenario).with_overrides(
-        target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed
+        target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed,
+        workers=ns.workers, executor=executor,
     )
     out = _console(stderr=ns.json)
     err = _console(stderr=True)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import ClientSettings
+from loadbench.load.executors import Driver, resolve_executor
 from loadbench.load.plans import Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.record import RequestRecord
@@ -248,24 +249,36 @@ class Experiment:
                 chunk_times=scenario.chunk_times,
             )
 
-            def on_record(record: RequestRecord, prompt: Prompt) -> None:
+            def on_record(record: RequestRecord, prompt: Prompt | None) -> None:
                 recorder.add(record)
                 writer.add(record)
-                if observe is not None:
+                if observe is not None and prompt is not None:
                     observe(prompt, record)
                 if record.phase == "measured" and record.status == "ok":
                     facts.add(record, prompt)
 
-            scheduler = Scheduler(
-                plan=scenario.load,
-                stop=scenario.stop,
-                sender=sender,
-                prompts=_prompts(stream),
-                on_record=on_record,
-                run_id=run_id,
-                seed=scenario.seed,
-                keep_text=scenario.check_answers,
-            )
+            executor = resolve_executor(scenario.executor, scenario.workers)
+            if executor is not None:  # workers run the plan; their records arrive here
+                scheduler: Any = Driver(
+                    scenario=scenario,
+                    executor=executor,
+                    base_url=target.base_url,
+                    simulated=target.kind == "sim",
+                    settings=settings,
+                    run_id=run_id,
+                    on_record=on_record,
+                )
+            else:
+                scheduler = Scheduler(
+                    plan=scenario.load,
+                    stop=scenario.stop,
+                    sender=sender,
+                    prompts=_prompts(stream),
+                    on_record=on_record,
+                    run_id=run_id,
+                    seed=scenario.seed,
+                    keep_text=scenario.check_answers,
+                )
             loop = asyncio.get_running_loop()
             installed = _install_signals(loop, scheduler, observer)
             writer.start()
@@ -300,6 +313,8 @@ class Experiment:
                 scraped = await scraper.close() if scraper is not None else None
 
         summary = self._summarize(scenario, target, recorder, scheduler, timing, meter, facts)
+        if isinstance(scheduler, Driver):
+            summary["workers"] = scheduler.worker_report()
         if scraped is not None:
             summary["server_metrics"] = scraped
         write_json(out_dir / "summary.json", summary)
@@ -377,6 +392,8 @@ class Experiment:
             "energy": False if scenario.energy is False else _describe(scenario.energy),
             "check_answers": scenario.check_answers,
             "scrape_metrics": scenario.scrape_metrics,
+            "workers": scenario.workers,
+            "executor": _describe(scenario.executor),
         }
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
+from loadbench.load.executors import check_executor
 from loadbench.load.plans import Concurrency, Stop, check_plan
 
 SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
@@ -45,7 +46,10 @@ class Scenario:
     ``False`` turns energy off. ``scrape_metrics`` (True, or a URL) scrapes the
     target's Prometheus endpoint (``/metrics`` at its origin) every ``scrape_interval_s`` into
     ``server_metrics.jsonl``. ``slo`` maps metric keys (``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and
-    the ``*_from_schedule_ms`` variants) to limits in ms for goodput.
+    the ``*_from_schedule_ms`` variants) to limits in ms for goodput. ``workers`` runs the load on
+    that many event loops in as many processes (``loadbench.load.executors``: each takes its share
+    of the plan; one run directory, one summary); ``executor`` picks another executor, such as
+    ``Ray(address)`` for workers on a Ray cluster.
     """
 
     workload: Any
@@ -67,6 +71,8 @@ class Scenario:
     chunk_times: bool = True
     scrape_metrics: bool | str = False
     scrape_interval_s: float = 1.0
+    workers: int = 1
+    executor: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployment, Deployment):
@@ -99,6 +105,7 @@ class Scenario:
             raise ConfigError(f"scrape_interval_s must be a positive number, got {self.scrape_interval_s!r}")
         if not isinstance(self.hlog_interval_s, int | float) or self.hlog_interval_s <= 0:
             raise ConfigError(f"hlog_interval_s must be a positive number, got {self.hlog_interval_s!r}")
+        check_executor(self.executor, self.workers)
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
             raise ConfigError(f"name must be a non-empty string without path separators, got {self.name!r}")
 
@@ -117,6 +124,8 @@ class Scenario:
         requests: int | None = None,
         out_dir: str | Path | None = None,
         seed: int | None = None,
+        workers: int | None = None,
+        executor: Any = None,
     ) -> Scenario:
         """Apply the command line's overrides; ``None`` leaves a field as the scenario set it.
 
@@ -130,6 +139,10 @@ class Scenario:
             changes["out_dir"] = out_dir
         if seed is not None:
             changes["seed"] = seed
+        if workers is not None:
+            changes["workers"] = workers
+        if executor is not None:
+            changes["executor"] = executor
         if duration_s is not None or requests is not None:
             stop = self.stop
             warmup_requests = stop.warmup_requests

@@ -71,7 +71,12 @@ class RunTiming:
 
 
 class Scheduler:
-    """Runs one load plan against one sender. Single use: call ``run()`` once."""
+    """Runs one load plan against one sender. Single use: call ``run()`` once.
+
+    ``start_ns`` fixes the run's start (a ``perf_counter_ns`` value; default: just after ``run()``
+    begins), so that several schedulers share one time line; ``on_scheduled`` sees each record as
+    it is made, before it is sent.
+    """
 
     def __init__(
         self,
@@ -84,6 +89,8 @@ class Scheduler:
         run_id: str,
         seed: int = 0,
         keep_text: bool = False,
+        start_ns: int | None = None,
+        on_scheduled: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         self._plan = plan
         self._stop = stop
@@ -102,6 +109,8 @@ class Scheduler:
         # Prepared requests whose gate has not opened: task -> the timer handle that opens it.
         self._gated: dict[asyncio.Future[None], TimerHandle] = {}
         self._timer: PreciseTimer | None = None
+        self._given_start_ns = start_ns
+        self._on_scheduled = on_scheduled
         self.scheduled = 0
         self.in_flight = 0
         self.start_ns = 0
@@ -136,8 +145,9 @@ class Scheduler:
         self._prefetch()
         self._timer = PreciseTimer()
         refill = asyncio.ensure_future(self._refill())
-        # A small lead lets the loop settle before the first intended time.
-        self.start_ns = _now() + 2_000_000
+        # A small lead lets the loop settle before the first intended time. Workers of one run are
+        # given a common start instead.
+        self.start_ns = self._given_start_ns or _now() + 2_000_000
         try:
             try:
                 if isinstance(self._plan, Concurrency):
@@ -182,7 +192,7 @@ class Scheduler:
 
     def _new_record(self, index: int, intended_ns: int, user: int = -1) -> RequestRecord:
         self.scheduled += 1
-        return RequestRecord(
+        record = RequestRecord(
             index=index,
             request_id=f"{self._run_id}-{index}",
             intended_ns=intended_ns,
@@ -190,6 +200,9 @@ class Scheduler:
             user=user,
             text=[] if self._keep_text else None,
         )
+        if self._on_scheduled is not None:
+            self._on_scheduled(record)
+        return record
 
     async def _sleep_until(self, deadline_ns: int) -> bool:
         """Wait until ``deadline_ns``; False if a stop was requested first."""
