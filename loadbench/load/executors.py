@@ -457,6 +457,7 @@ class _WorkerState:
     seen: set[int] = dataclasses.field(default_factory=set)
     exit: dict[str, Any] | None = None
     lost: int = 0
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class Driver:
@@ -546,6 +547,7 @@ class Driver:
                     entry["error"] = s.error.splitlines()[0][:300]
             if s.exit:
                 entry.update(s.exit)
+            entry.update(s.info)
             out.append(entry)
         return out
 
@@ -626,6 +628,8 @@ class Driver:
             state.done = message[1]
         elif kind == "error":
             state.error = message[1]
+        elif kind == "info":  # where the worker runs (an executor's own details)
+            state.info.update(message[1])
         elif kind == "eof":
             self._ended(state)
         if self._changed is not None:
