@@ -38,6 +38,7 @@ def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
     import resource
 
     from loadbench import Concurrency, Constant, Decode, Experiment, Fixed, Remote, Scenario, SimConfig, Stop
+    from loadbench.sim import SimProcess
 
     if probe == "rate20":
         load, profile, out_tokens = Constant(20), "gpu-8b", 64
@@ -45,17 +46,18 @@ def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
         load, profile, out_tokens = Concurrency(64), "instant", 32
     fields = {
         "workload": Decode(input_tokens=Fixed(64), output_tokens=Fixed(out_tokens)),
-        "deployment": Remote.compatible(base_url="http://127.0.0.1:8000", model="m"),
+        "deployment": Remote.compatible(base_url="http://127.0.0.1:8000"),
         "load": load,
         "stop": Stop(duration_s=seconds),
-        "target": "sim",
-        "sim": SimConfig(profile=profile, trace=False),
         "energy": False,
         "out_dir": out_dir,
     }
     if workers > 1:
         fields["workers"] = workers
-    scenario = Scenario(**fields)
+    # The simulator is started here rather than by the run, so that it is still running (not yet
+    # reaped into this process's children's CPU) when the workers' CPU is read.
+    sim = SimProcess(SimConfig(profile=profile, trace=False)).__enter__()
+    scenario = Scenario(**fields, target=sim.base_url)
 
     def cpu() -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
@@ -82,12 +84,13 @@ def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
     done_sampling.set()
     thread.join()
     after = cpu()
+    sim.__exit__(None, None, None)
     summary = result.summary
     start_ns = json.loads((Path(out_dir) / "requests.jsonl").open().readline())["intended_ns"]
     lo_ns, hi_ns = start_ns + 1_000_000_000, start_ns + int((seconds - 0.5) * 1e9)
     inside = [(t, c) for t, c in samples if lo_ns <= t <= hi_ns]
     steady = None
-    if len(inside) >= 2:
+    if len(inside) >= 2 and workers == 1:  # live workers' CPU is only seen once they are reaped
         (t0, c0), (t1, c1) = inside[0], inside[-1]
         with open(Path(out_dir) / "requests.jsonl", "rb") as fh:
             ended = sum(1 for line in fh if t0 <= json.loads(line)["end_ns"] <= t1)

@@ -169,7 +169,9 @@ def _epoch(value: object) -> float | None:
     return None
 
 
-def run_loadbench(url: str, model: str, probe: dict, art: Path, duration_s: float) -> tuple[list[str], dict, callable]:
+def run_loadbench(
+    url: str, model: str, probe: dict, art: Path, duration_s: float, tree: Path = ROOT
+) -> tuple[list[str], dict, callable]:
     load = f"Constant({probe['rate']})" if probe["mode"] == "rate" else f"Concurrency({probe['streams']})"
     (art / "probe.py").write_text(
         "from loadbench import Balanced, Concurrency, Constant, Fixed, Remote, Scenario, Stop\n"
@@ -183,7 +185,7 @@ def run_loadbench(url: str, model: str, probe: dict, art: Path, duration_s: floa
         ")\n"
     )
     cmd = [sys.executable, "-m", "loadbench", str(art / "probe.py"), "--quiet", "--out", str(art / "run")]
-    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = {"PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
 
     def parse() -> dict:
         run = art / "run"
@@ -311,10 +313,14 @@ def main() -> None:
                    help="a Hugging Face tokenizer directory for the peers' prompts")
     p.add_argument("--tools", default="loadbench,guidellm,aiperf")
     p.add_argument("--keep", metavar="DIR", help="keep each tool's files under DIR")
+    p.add_argument("--baseline-tree", metavar="DIR",
+                   help="also run loadbench from this checkout (e.g. the previous release), labelled 'baseline'")
     ns = p.parse_args()
     _become_subreaper()
 
     tools = ns.tools.split(",")
+    if ns.baseline_tree:
+        tools.insert(tools.index("loadbench") + 1 if "loadbench" in tools else 0, "baseline")
     found = {"guidellm": _find("guidellm"), "aiperf": _find("aiperf")}
     for peer in ("guidellm", "aiperf"):
         if peer not in tools:
@@ -349,6 +355,8 @@ def main() -> None:
                 art.mkdir(parents=True, exist_ok=True)
                 if tool == "loadbench":
                     cmd, env, parse = run_loadbench(url, model, probe, art, ns.duration)
+                elif tool == "baseline":
+                    cmd, env, parse = run_loadbench(url, model, probe, art, ns.duration, Path(ns.baseline_tree))
                 else:
                     runner = run_guidellm if tool == "guidellm" else run_aiperf
                     cmd, env, parse = runner(found[tool], url, model, probe, art, ns.duration, ns.tokenizer)
@@ -361,7 +369,8 @@ def main() -> None:
           "| peak client RSS MB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for probe_name, r in rows:
-        name = r["tool"] + (f" {r['version']}" if r.get("version") else "")
+        name = "loadbench (baseline)" if r["tool"] == "baseline" else r["tool"]
+        name += f" {r['version']}" if r.get("version") else ""
         if "error" in r:
             print(f"| {label[probe_name]} | {name} | failed: {r['error'][:160]} | | | | | |")
             continue

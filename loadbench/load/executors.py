@@ -30,9 +30,13 @@ import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
+import os
 import pickle
+import queue
 import signal
+import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -263,47 +267,108 @@ def _is_loopback(url: str) -> bool:
 
 
 class _PipeOutbox:
+    """Sends a worker's messages up its pipe from a thread of their own.
+
+    A record batch can be larger than the pipe's buffer; written from the event loop, a slow
+    parent would stall the worker's sends and stamps until it read. The loop only queues.
+    """
+
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._pump, name="loadbench-outbox", daemon=True)
+        self._thread.start()
 
     def send(self, message: tuple[Any, ...]) -> None:
-        self._conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        self._queue.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _pump(self) -> None:
+        while (data := self._queue.get()) is not None:
+            try:
+                self._conn.send_bytes(data)
+            except OSError:  # the parent is gone
+                return
+
+    def close(self) -> None:
+        """Send what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
 
 
-def _process_main(spec: WorkerSpec, conn: Any, scheduled_slot: Any) -> None:
+class _FrameReader:
+    """Reads ``Connection.send_bytes`` frames from a non-blocking fd (an event loop's reader sets
+    the fd non-blocking, where ``recv_bytes`` would fail on a frame that has half arrived)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buf = bytearray()
+
+    def read(self) -> tuple[list[Any], bool]:
+        """The messages complete so far, and whether the pipe has closed."""
+        closed = False
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 20)
+            except BlockingIOError:
+                break
+            except OSError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            self._buf += chunk
+        out = []
+        buf = self._buf
+        while len(buf) >= 4:
+            (size,) = struct.unpack("!i", buf[:4])
+            head = 4
+            if size == -1:  # multiprocessing's header for frames of 2 GiB and more
+                if len(buf) < 12:
+                    break
+                (size,) = struct.unpack("!Q", buf[4:12])
+                head = 12
+            if len(buf) < head + size:
+                break
+            out.append(pickle.loads(bytes(buf[head : head + size])))
+            del buf[: head + size]
+        return out, closed
+
+
+def _process_main(spec: WorkerSpec, up: Any, down: Any, scheduled_slot: Any) -> None:
     # The parent decides when to stop: Ctrl-C reaches the whole process group, and a worker that
     # stopped on its own would cut its share short while the others went on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    outbox = _PipeOutbox(conn)
+    outbox = _PipeOutbox(up)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         go: asyncio.Future[int] = loop.create_future()
         stoppers: list[Callable[[], None]] = []
         pending_stops = 0
+        reader = _FrameReader(down.fileno())
+
+        def stop_all(times: int) -> None:
+            nonlocal pending_stops
+            pending_stops += times
+            if not go.done():
+                go.set_result(0)
+            for stop in stoppers:
+                for _ in range(times):
+                    stop()
 
         def on_message() -> None:
-            nonlocal pending_stops
-            try:
-                while conn.poll():
-                    message = pickle.loads(conn.recv_bytes())
-                    if message[0] == "go" and not go.done():
-                        go.set_result(message[1])
-                    elif message[0] == "stop":
-                        if not go.done():
-                            go.set_result(0)
-                        pending_stops += 1
-                        for stop in stoppers:
-                            stop()
-            except (EOFError, OSError):  # the parent is gone: stop as if asked twice
-                loop.remove_reader(conn.fileno())
-                if not go.done():
-                    go.set_result(0)
-                for stop in stoppers:
-                    stop()
-                    stop()
+            messages, closed = reader.read()
+            for message in messages:
+                if message[0] == "go" and not go.done():
+                    go.set_result(message[1])
+                elif message[0] == "stop":
+                    stop_all(1)
+            if closed:  # the parent is gone: stop as if asked twice
+                loop.remove_reader(down.fileno())
+                stop_all(2)
 
-        loop.add_reader(conn.fileno(), on_message)
+        loop.add_reader(down.fileno(), on_message)
 
         def attach(stop: Callable[[], None]) -> None:
             stoppers.append(stop)
@@ -314,6 +379,7 @@ def _process_main(spec: WorkerSpec, conn: Any, scheduled_slot: Any) -> None:
             return await go
 
         await run_worker(spec, outbox, scheduled_slot=scheduled_slot, attach_stop=attach, wait_go=wait_go)
+        loop.remove_reader(down.fileno())
 
     try:
         try:
@@ -329,7 +395,9 @@ def _process_main(spec: WorkerSpec, conn: Any, scheduled_slot: Any) -> None:
         import traceback
 
         outbox.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"))
+        outbox.close()
         raise SystemExit(1) from None
+    outbox.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,15 +423,16 @@ class WorkerLink(Protocol):
 
 
 class _ProcessLink:
-    def __init__(self, index: int, process: Any, conn: Any, slot: Any) -> None:
+    def __init__(self, index: int, process: Any, up: Any, down: Any, slot: Any) -> None:
         self.index = index
         self.process = process
-        self.conn = conn
+        self.up = up  # the worker's messages (read by the parent's loop)
+        self.down = down  # "go" and "stop" (a few bytes: never blocks)
         self.slot = slot
 
     def send(self, message: tuple[Any, ...]) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self.conn.send_bytes(pickle.dumps(message))
+            self.down.send_bytes(pickle.dumps(message))
 
     def scheduled(self) -> int:
         return int(self.slot[0])
@@ -377,16 +446,20 @@ class _ProcessLink:
                 out["signal"] = signal.Signals(-code).name
         return out
 
-    def close(self) -> None:
+    def detach(self) -> None:
+        """Stop watching the worker's pipe (on the loop thread, before ``close``)."""
         with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            asyncio.get_running_loop().remove_reader(self.up.fileno())
+
+    def close(self) -> None:
         if self.process.is_alive():
             self.process.join(timeout=5.0)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(timeout=2.0)
-        with contextlib.suppress(OSError):
-            self.conn.close()
+        for conn in (self.up, self.down):
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 def start_processes(executor: Processes, specs: list[WorkerSpec], on_message: Callable[[int, Any], None]) -> list[Any]:
@@ -406,25 +479,31 @@ def start_processes(executor: Processes, specs: list[WorkerSpec], on_message: Ca
     links = []
     needs_main = b"__main__" in pickle.dumps(specs[0])
     for spec in specs:
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        up_read, up_write = ctx.Pipe(duplex=False)
+        down_read, down_write = ctx.Pipe(duplex=False)
         slot = ctx.RawArray("q", 1)
         process = ctx.Process(
-            target=_process_main, args=(spec, child_conn, slot), name=f"loadbench-worker-{spec.index}", daemon=True
+            target=_process_main,
+            args=(spec, up_write, down_read, slot),
+            name=f"loadbench-worker-{spec.index}",
+            daemon=True,
         )
         with contextlib.nullcontext() if needs_main else _main_module_hidden():
             process.start()
-        child_conn.close()
-        link = _ProcessLink(spec.index, process, parent_conn, slot)
+        up_write.close()
+        down_read.close()
+        link = _ProcessLink(spec.index, process, up_read, down_write, slot)
+        reader = _FrameReader(up_read.fileno())
 
-        def readable(link: _ProcessLink = link) -> None:
-            try:
-                while link.conn.poll():
-                    on_message(link.index, pickle.loads(link.conn.recv_bytes()))
-            except (EOFError, OSError):
-                loop.remove_reader(link.conn.fileno())
+        def readable(link: _ProcessLink = link, reader: _FrameReader = reader) -> None:
+            messages, closed = reader.read()
+            for message in messages:
+                on_message(link.index, message)
+            if closed:
+                loop.remove_reader(link.up.fileno())
                 on_message(link.index, ("eof",))
 
-        loop.add_reader(parent_conn.fileno(), readable)
+        loop.add_reader(up_read.fileno(), readable)
         links.append(link)
     return links
 
@@ -571,6 +650,9 @@ class Driver:
                     state.link.send(("stop",))
                     state.link.send(("stop",))
             for state in self._states.values():
+                detach = getattr(state.link, "detach", None)
+                if detach is not None:
+                    detach()
                 await asyncio.to_thread(state.link.close)
         timings = [s.done["timing"] for s in self._states.values() if s.done is not None]
         end_ns = _now()

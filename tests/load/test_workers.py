@@ -165,3 +165,19 @@ def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
     assert [w["status"] for w in result.summary["workers"]] == ["finished", "finished"]
     req = result.summary["requests"]
     assert req["scheduled"] == req["completed"] + req["failed"] + req["cancelled"] == len(records(result.path))
+
+
+def test_record_batches_larger_than_a_pipe_buffer_reach_the_parent(tmp_path: Path) -> None:
+    """Many long-chunked records at once: batches of hundreds of KB, read without loss or stall."""
+    sc = scenario(
+        tmp_path,
+        workload=Decode(input_tokens=Fixed(16), output_tokens=Fixed(200)),
+        load=Concurrency(64),
+        stop=Stop(duration_s=2),
+    )
+    result = Experiment(sc).run()
+    workers = result.summary["workers"]
+    assert [w["status"] for w in workers] == ["finished", "finished"]
+    req = result.summary["requests"]
+    assert req["completed"] == req["scheduled"] == len(records(result.path)) == sum(w["records"] for w in workers)
+    assert req["completed"] > 100
