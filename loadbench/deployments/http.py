@@ -21,6 +21,7 @@ import re
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -405,19 +406,69 @@ ReadPath = Literal["push", "pull"]
 DEFAULT_READ_PATH: ReadPath = "push"
 
 
+class _Arrivals:
+    """Stamp now, parse soon: the bytes every connection received in one poll of the event loop.
+
+    When the loop polls, it calls each readable connection's ``data_received`` in turn; had each
+    call parsed its bytes before the next was stamped, the hundredth stream's stamp would wait
+    behind ninety-nine parses (a few milliseconds when a hundred streams write at once). Each call
+    instead stamps and queues its bytes; the queue is parsed, in arrival order, by one callback
+    right after the poll, so every stamp is within a few microseconds of its bytes' arrival. The
+    end of a connection (``eof_received``, ``connection_lost``) and aiohttp's own re-feeds of bytes
+    it held back parse the queue first, so nothing is reordered.
+    """
+
+    __slots__ = ("_items", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[tuple[_StampingHandler, bytes, int]] = deque()
+        self._scheduled = False
+
+    def push(self, handler: _StampingHandler, data: bytes, now_ns: int) -> None:
+        self._items.append((handler, data, now_ns))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            handler, data, now_ns = items.popleft()
+            handler.rx_ns = now_ns
+            handler._direct = True
+            try:
+                ResponseHandler.data_received(handler, data)
+            except Exception as exc:  # as the transport would: report it and drop the connection
+                self._loop.call_exception_handler(
+                    {"message": "response protocol failed on received data", "exception": exc, "protocol": handler}
+                )
+                if handler.transport is not None:
+                    handler.transport.close()
+            finally:
+                handler._direct = False
+
+
 class _StampingHandler(ResponseHandler):
     """aiohttp's response protocol, stamping ``rx_ns`` each time bytes arrive from the socket.
 
     The event loop delivers every readable socket's bytes (``data_received``) before it resumes
     any coroutine waiting on them. Stamping here, rather than after the reading coroutine has been
     resumed and has parsed the chunk, keeps a token's stamp from waiting behind the parsing of other
-    streams' chunks that arrived in the same instant. On the push path the body is also parsed
-    within this call (``_PushedReader`` hands it to the attached ``sink``), sparing each chunk the
-    future, task wake-up and coroutine resumption of a ``readany`` loop.
+    streams' chunks that arrived in the same instant; with ``arrivals`` the parse itself is deferred
+    to just after the poll (``_Arrivals``). On the push path the body is parsed by that deferred
+    call (``_PushedReader`` hands it to the attached ``sink``), sparing each chunk the future, task
+    wake-up and coroutine resumption of a ``readany`` loop.
     """
 
     rx_ns = 0
     sink: _Pump | None = None
+    _direct = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, arrivals: _Arrivals | None = None) -> None:
+        super().__init__(loop=loop)
+        self._arrivals = arrivals
 
     def data_received(self, data: bytes) -> None:
         if not data:
@@ -425,8 +476,33 @@ class _StampingHandler(ResponseHandler):
             # that is not an arrival and must neither move the stamp nor re-enter the pump.
             super().data_received(data)
             return
-        self.rx_ns = perf_counter_ns()
-        super().data_received(data)
+        if self._direct or self._arrivals is None:
+            if not self._direct:
+                self.rx_ns = perf_counter_ns()
+            super().data_received(data)
+            return
+        self._arrivals.push(self, data, perf_counter_ns())
+
+    def _drain_tail(self) -> None:
+        # aiohttp re-feeds bytes it held before the response's parser was set: after whatever is
+        # queued, and parsed at once.
+        if self._arrivals is not None:
+            self._arrivals.flush()
+        self._direct = True
+        try:
+            super()._drain_tail()  # type: ignore[misc]
+        finally:
+            self._direct = False
+
+    def eof_received(self) -> Any:
+        if self._arrivals is not None:
+            self._arrivals.flush()
+        return super().eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._arrivals is not None:
+            self._arrivals.flush()
+        super().connection_lost(exc)
 
 
 class _Pump:
@@ -575,7 +651,8 @@ def _stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     # through aiohttp 3.x); without it, stamps fall back to the time the chunk is read and bodies
     # are read by the pull path.
     if hasattr(connector, "_factory"):
-        connector._factory = functools.partial(_StampingHandler, loop=asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        connector._factory = functools.partial(_StampingHandler, loop=loop, arrivals=_Arrivals(loop))
     return connector
 
 
