@@ -55,9 +55,11 @@ _PROMPT_BUFFER = 128
 _REFILL_BATCH = 8
 
 
-def _opened(gate: asyncio.Future[None]) -> bool:
-    # A task cancelled while awaiting its gate cancels the gate too: that is not an opening.
-    return gate.done() and not gate.cancelled()
+def _written(record: RequestRecord) -> bool:
+    # A prepared request carries its intended time as a provisional send stamp (its deadlines run
+    # from it) until the sender stamps the write; a real stamp equal to it to the nanosecond does
+    # not happen. Past the gate, a request still connecting has not been written either.
+    return record.sent_ns != record.intended_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,18 +379,20 @@ class Scheduler:
                 await self._sender.send(prompt, record)
             record.status = "ok"
         except RequestFailed as exc:
-            if gate is not None and not _opened(gate):
-                record.sent_ns = 0  # failed while being prepared (e.g. refused): never sent
+            if gate is not None and not _written(record):
+                record.sent_ns = 0  # failed before its bytes were written (e.g. refused): never sent
             record.status = "failed"
             record.error = exc.category.value
             record.error_detail = exc.detail or None
             record.http_status = exc.http_status
         except asyncio.CancelledError:
             record.status = "cancelled"
-            if gate is not None and not _opened(gate):
-                record.sent_ns = 0  # stopped while waiting at its gate: never sent
+            if gate is not None and not _written(record):
+                record.sent_ns = 0  # stopped while waiting at its gate, or connecting: never sent
             raise
         except Exception as exc:  # a client bug must be counted, never crash the run
+            if gate is not None and not _written(record):
+                record.sent_ns = 0
             record.status = "failed"
             record.error = ErrorCategory.CLIENT.value
             record.error_detail = f"{type(exc).__name__}: {exc}"
