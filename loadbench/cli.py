@@ -4,6 +4,7 @@
                           [--arrivals poisson|constant|gamma:CV] [--concurrency N]
                           [--max-concurrency N] [--out DIR [--force]] [--seed N] [--quiet] [--json]
                           [--gate EXPR ...] [--junit FILE] [--resume DIR]
+                          [--workers N] [--ray ADDRESS]
     loadbench sim [--port N] [knobs]              run the embedded simulator by hand
     loadbench verify RUN_DIR [--trace FILE|URL]   compare a run with the simulator's ground truth
     loadbench report RUN_DIR                      print a finished run's summary
@@ -99,6 +100,13 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="reuse a non-empty --out, replacing the run files in it")
     p.add_argument("--seed", type=int, metavar="N", help="seed for prompts and arrival times")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="run the load on N event loops in N processes (default 1)"
+    )
+    p.add_argument(
+        "--ray", metavar="ADDRESS", help="run the workers as actors on the Ray cluster at ADDRESS (e.g. HOST:6379; "
+        "'auto' joins the local one); needs the 'ray' extra"
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress and no summary table")
     p.add_argument("--json", action="store_true", help="print summary.json to stdout (progress goes to stderr)")
     p.add_argument(
@@ -156,6 +164,8 @@ def _run(argv: list[str]) -> int:
         parser.error(f"--duration must be > 0 seconds, got {ns.duration}")
     if ns.requests is not None and ns.requests <= 0:
         parser.error(f"--requests must be > 0, got {ns.requests}")
+    if ns.workers is not None and ns.workers <= 0:
+        parser.error(f"--workers must be >= 1, got {ns.workers}")
     if not Path(ns.scenario).is_file():  # before importing the harness, so the answer is instant
         from loadbench.errors import ScenarioError
 
@@ -180,6 +190,11 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     from loadbench.results.report import summary_renderable
     from loadbench.scenario import Scenario, load_definition
 
+    executor = None
+    if ns.ray:
+        from loadbench.load.ray_executor import Ray
+
+        executor = Ray(ns.ray, workers=ns.workers or 1)
     arrivals = Arrivals.parse(ns.arrivals) if ns.arrivals is not None else None
     definition = load_definition(ns.scenario)
     if not isinstance(definition, Scenario):
@@ -192,7 +207,7 @@ def _run_scenario(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--resume is for studies; {ns.scenario} defines a single scenario")
     scenario = definition.with_overrides(
         target=ns.target, duration_s=ns.duration, requests=ns.requests, out_dir=ns.out, seed=ns.seed,
-        overwrite=ns.force or None, gates=ns.gate,
+        overwrite=ns.force or None, gates=ns.gate, workers=ns.workers, executor=executor,
     )
     load = override_load(
         scenario.load,

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from loadbench.deployments.base import ClientSettings
 from loadbench.errors import LoadbenchError, RunAborted
 from loadbench.gates import Gate, LiveFigures, LiveJudge, check_paths, evaluate, schema
+from loadbench.load.executors import Driver, resolve_executor
 from loadbench.load.plans import NS_PER_S, Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.drift import DriftTracker, default_window_s
@@ -362,10 +363,10 @@ class Experiment:
                 on_failure=on_write_failure,
             )
 
-            def on_record(record: RequestRecord, prompt: Prompt) -> None:
+            def on_record(record: RequestRecord, prompt: Prompt | None) -> None:
                 recorder.add(record)
                 writer.add(record)
-                if observe is not None:
+                if observe is not None and prompt is not None:
                     observe(prompt, record)
                 if record.phase == "measured":
                     if slo is not None:
@@ -373,16 +374,28 @@ class Experiment:
                     if record.status == "ok":
                         facts.add(record, prompt)
 
-            scheduler = Scheduler(
-                plan=scenario.load,
-                stop=scenario.stop,
-                sender=sender,
-                prompts=_prompts(stream),
-                on_record=on_record,
-                run_id=run_id,
-                seed=scenario.seed,
-                keep_text=scenario.check_answers,
-            )
+            executor = resolve_executor(scenario.executor, scenario.workers)
+            if executor is not None:  # workers run the plan; their records arrive here
+                scheduler: Any = Driver(
+                    scenario=scenario,
+                    executor=executor,
+                    base_url=target.base_url,
+                    simulated=target.kind == "sim",
+                    settings=settings,
+                    run_id=run_id,
+                    on_record=on_record,
+                )
+            else:
+                scheduler = Scheduler(
+                    plan=scenario.load,
+                    stop=scenario.stop,
+                    sender=sender,
+                    prompts=_prompts(stream),
+                    on_record=on_record,
+                    run_id=run_id,
+                    seed=scenario.seed,
+                    keep_text=scenario.check_answers,
+                )
             # A deployment with figures of its own to summarise (a hybrid's protocol and side split).
             deployment_report = getattr(sender, "report", None)
             loop = asyncio.get_running_loop()
@@ -447,6 +460,8 @@ class Experiment:
                 scenario, target, recorder, scheduled=scheduler.scheduled, timing=timing, meter=meter, facts=facts,
                 slo=slo, drift=drift, harness=harness, hybrid=hybrid,
             )  # fmt: skip
+            if isinstance(scheduler, Driver):
+                summary["workers"] = scheduler.worker_report()
             if scraped is not None:
                 summary["server_metrics"] = scraped
             if scenario.gates:
@@ -577,6 +592,8 @@ class Experiment:
             "scrape_metrics": scenario.scrape_metrics,
             "gates": [g.describe() for g in scenario.gates],
             "drift_window_s": scenario.drift_window_s,
+            "workers": scenario.workers,
+            "executor": _describe(scenario.executor),
         }
 
 

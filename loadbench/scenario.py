@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
 from loadbench.gates import normalize as normalize_gates
+from loadbench.load.executors import check_executor
 from loadbench.load.plans import Concurrency, Stop, check_plan
 from loadbench.params import named_parameters
 
@@ -56,6 +57,10 @@ class Scenario:
     ``Gate`` values; see ``loadbench.gates``): a failed gate makes the CLI exit 99.
     ``drift_window_s`` is the length of the first and last windows compared for drift (default: a
     tenth of a timed run, between one hlog interval and 60 s).
+    ``workers`` runs the load on
+    that many event loops in as many processes (``loadbench.load.executors``: each takes its share
+    of the plan; one run directory, one summary); ``executor`` picks another executor, such as
+    ``Ray(address)`` for workers on a Ray cluster.
     """
 
     workload: Any
@@ -80,6 +85,8 @@ class Scenario:
     scrape_interval_s: float = 1.0
     gates: Any = ()
     drift_window_s: float | None = None
+    workers: int = 1
+    executor: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.deployment, Deployment):
@@ -124,6 +131,7 @@ class Scenario:
             or not self.drift_window_s > 0
         ):
             raise ConfigError(f"drift_window_s must be a positive number of seconds, got {self.drift_window_s!r}")
+        check_executor(self.executor, self.workers)
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0"):
             raise ConfigError(f"name must be a non-empty string without path separators, got {self.name!r}")
 
@@ -144,6 +152,8 @@ class Scenario:
         seed: int | None = None,
         overwrite: bool | None = None,
         gates: Sequence[str] = (),
+        workers: int | None = None,
+        executor: Any = None,
     ) -> Scenario:
         """Apply the command line's overrides; ``None`` leaves a field as the scenario set it.
         ``gates`` are added to the scenario's own.
@@ -162,6 +172,10 @@ class Scenario:
             changes["overwrite"] = overwrite
         if gates:
             changes["gates"] = (*self.gates, *normalize_gates(gates))
+        if workers is not None:
+            changes["workers"] = workers
+        if executor is not None:
+            changes["executor"] = executor
         if duration_s is not None or requests is not None:
             stop = self.stop
             warmup_requests = stop.warmup_requests

@@ -21,6 +21,7 @@ import re
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -478,19 +479,69 @@ ReadPath = Literal["push", "pull"]
 DEFAULT_READ_PATH: ReadPath = "push"
 
 
+class _Arrivals:
+    """Stamp now, parse soon: the bytes every connection received in one poll of the event loop.
+
+    When the loop polls, it calls each readable connection's ``data_received`` in turn; had each
+    call parsed its bytes before the next was stamped, the hundredth stream's stamp would wait
+    behind ninety-nine parses (a few milliseconds when a hundred streams write at once). Each call
+    instead stamps and queues its bytes; the queue is parsed, in arrival order, by one callback
+    right after the poll, so every stamp is within a few microseconds of its bytes' arrival. The
+    end of a connection (``eof_received``, ``connection_lost``) and aiohttp's own re-feeds of bytes
+    it held back parse the queue first, so nothing is reordered.
+    """
+
+    __slots__ = ("_items", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[tuple[_StampingHandler, bytes, int]] = deque()
+        self._scheduled = False
+
+    def push(self, handler: _StampingHandler, data: bytes, now_ns: int) -> None:
+        self._items.append((handler, data, now_ns))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            handler, data, now_ns = items.popleft()
+            handler.rx_ns = now_ns
+            handler._direct = True
+            try:
+                ResponseHandler.data_received(handler, data)
+            except Exception as exc:  # as the transport would: report it and drop the connection
+                self._loop.call_exception_handler(
+                    {"message": "response protocol failed on received data", "exception": exc, "protocol": handler}
+                )
+                if handler.transport is not None:
+                    handler.transport.close()
+            finally:
+                handler._direct = False
+
+
 class _StampingHandler(ResponseHandler):
     """aiohttp's response protocol, stamping ``rx_ns`` each time bytes arrive from the socket.
 
     The event loop delivers every readable socket's bytes (``data_received``) before it resumes
     any coroutine waiting on them. Stamping here, rather than after the reading coroutine has been
     resumed and has parsed the chunk, keeps a token's stamp from waiting behind the parsing of other
-    streams' chunks that arrived in the same instant. On the push path the body is also parsed
-    within this call (``_PushedReader`` hands it to the attached ``sink``), sparing each chunk the
-    future, task wake-up and coroutine resumption of a ``readany`` loop.
+    streams' chunks that arrived in the same instant; with ``arrivals`` the parse itself is deferred
+    to just after the poll (``_Arrivals``). On the push path the body is parsed by that deferred
+    call (``_PushedReader`` hands it to the attached ``sink``), sparing each chunk the future, task
+    wake-up and coroutine resumption of a ``readany`` loop.
     """
 
     rx_ns = 0
     sink: _Pump | None = None
+    _direct = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, arrivals: _Arrivals | None = None) -> None:
+        super().__init__(loop=loop)
+        self._arrivals = arrivals
 
     def data_received(self, data: bytes) -> None:
         if not data:
@@ -498,8 +549,33 @@ class _StampingHandler(ResponseHandler):
             # that is not an arrival and must neither move the stamp nor re-enter the pump.
             super().data_received(data)
             return
-        self.rx_ns = perf_counter_ns()
-        super().data_received(data)
+        if self._direct or self._arrivals is None:
+            if not self._direct:
+                self.rx_ns = perf_counter_ns()
+            super().data_received(data)
+            return
+        self._arrivals.push(self, data, perf_counter_ns())
+
+    def _drain_tail(self) -> None:
+        # aiohttp re-feeds bytes it held before the response's parser was set: after whatever is
+        # queued, and parsed at once.
+        if self._arrivals is not None:
+            self._arrivals.flush()
+        self._direct = True
+        try:
+            super()._drain_tail()  # type: ignore[misc]
+        finally:
+            self._direct = False
+
+    def eof_received(self) -> Any:
+        if self._arrivals is not None:
+            self._arrivals.flush()
+        return super().eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._arrivals is not None:
+            self._arrivals.flush()
+        super().connection_lost(exc)
 
 
 class _Pump:
@@ -620,13 +696,36 @@ class _SentStampPayload(BytesPayload):
         await super().write_with_length(writer, content_length)
 
 
+class _GatedPayload(_SentStampPayload):
+    """A request body held back until ``gate`` resolves, then stamped and written.
+
+    aiohttp buffers the request's headers until the first body write, so while this payload waits
+    nothing of the request has reached the socket: the request is built and its connection taken
+    ahead of time, and at the gate only the one write remains (cheap enough that a burst of
+    requests due together goes out within about a millisecond).
+    """
+
+    def __init__(self, value: bytes, record: RequestRecord, gate: Any) -> None:
+        super().__init__(value, record)
+        self._gate = gate
+
+    async def write(self, writer: Any) -> None:
+        await self._gate
+        await super().write(writer)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        await self._gate
+        await super().write_with_length(writer, content_length)
+
+
 def _stamping_connector(**kwargs: Any) -> aiohttp.TCPConnector:
     connector = aiohttp.TCPConnector(**kwargs)
     # aiohttp builds each connection's protocol from this factory (a private attribute, stable
     # through aiohttp 3.x); without it, stamps fall back to the time the chunk is read and bodies
     # are read by the pull path.
     if hasattr(connector, "_factory"):
-        connector._factory = functools.partial(_StampingHandler, loop=asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        connector._factory = functools.partial(_StampingHandler, loop=loop, arrivals=_Arrivals(loop))
     return connector
 
 
@@ -742,6 +841,14 @@ class HttpSender:
         return response
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        await self._send(prompt, record, None)
+
+    async def send_gated(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
+        """``send``, with the request built and its connection taken now, written once ``gate``
+        resolves (``load.interface.GatedSender``)."""
+        await self._send(prompt, record, gate)
+
+    async def _send(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
         body = self.wire.encode(prompt)
         headers = dict(self._headers)
         headers[REQUEST_ID_HEADER] = record.request_id
@@ -753,7 +860,8 @@ class HttpSender:
         responded = False
         try:
             async with asyncio.timeout_at(first_at) as deadline:
-                async with await self._post(_SentStampPayload(body, record), headers) as resp:
+                payload = _SentStampPayload(body, record) if gate is None else _GatedPayload(body, record, gate)
+                async with await self._post(payload, headers) as resp:
                     protocol = resp.connection.protocol if resp.connection is not None else None
                     # The newest arrival on the connection: the headers' bytes, or bytes that came
                     # with or after them (the body's first stamps are never earlier).

@@ -6,6 +6,7 @@ phases or recording: it sends one prompt and stamps one record.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
 from loadbench.metrics.record import RequestRecord
@@ -27,3 +28,15 @@ class Sender(Protocol):
         made so far stay). Cancellation propagates as ``asyncio.CancelledError``.
         """
         ...
+
+
+class GatedSender(Sender, Protocol):
+    """A sender that can prepare a request before it is due and write it when told.
+
+    The scheduler calls ``send_gated`` up to a few tens of milliseconds before the request's
+    intended time; the sender builds the request and takes its connection, waits for ``gate``,
+    then writes the request and stamps ``record.sent_ns`` at that write. Cancellation while
+    waiting at the gate must leave nothing sent. Otherwise the contract is ``send``'s.
+    """
+
+    async def send_gated(self, prompt: Prompt, record: RequestRecord, gate: Awaitable[None]) -> None: ...

@@ -3,9 +3,15 @@
 Guarantees:
 
 * Open loop: request *i* is intended at ``start + offset_i`` from the plan; the scheduler sleeps
-  towards that absolute deadline and finishes the last ~1.5 ms by yielding to the event loop, so
+  to that absolute deadline on a sub-millisecond timer (``load.timer``: a timerfd on Linux), so
   dispatch error does not accumulate and stays well under a millisecond while the loop is not
-  saturated. Whatever lag remains is measured, never hidden: ``sent_ns - intended_ns``.
+  saturated, without spinning. Whatever lag remains is measured, never hidden:
+  ``sent_ns - intended_ns``.
+* Prepared ahead: with a sender that can hold a request (``GatedSender``) and no concurrency cap,
+  each request is handed to the client up to ``_LEAD_NS`` before it is due; the client builds it,
+  takes a connection, and writes it when the timer opens its gate. A burst due at once then costs
+  only the writes at its due time. A request still waiting at its gate when a stop comes is
+  cancelled unsent (``sent_ns`` 0).
 * ``max_concurrency`` (open loop): a request that must wait for a free slot keeps its intended
   time; the wait shows as dispatch lag and in the from-schedule latencies.
 * Closed loop: each user's request is intended when the user became free.
@@ -21,7 +27,6 @@ finished record to its caller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,16 +37,17 @@ import numpy as np
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.load.interface import Sender
 from loadbench.load.plans import NS_PER_S, Concurrency, OpenLoopPlan, Stop
+from loadbench.load.timer import PreciseTimer, TimerHandle
 from loadbench.metrics.record import RequestRecord
 from loadbench.workloads.prompt import Prompt
 
 _now = time.perf_counter_ns
 
-# Below this much time to the deadline, stop sleeping and yield to the loop instead: timers on
-# both the default loop and uvloop have millisecond granularity.
-_SPIN_NS = 1_500_000
-# Longer waits also watch for a stop request, so a long gap between bursts never delays Ctrl-C.
-_WATCH_STOP_NS = 50_000_000
+# How far ahead of its intended time a request is handed to a gated sender. Building a request
+# and taking a connection costs ~0.3-0.5 ms of loop time, so the lead must cover a whole burst's
+# preparation (32 at once: ~15 ms); it is short enough that a prepared request holds its
+# connection only briefly.
+_LEAD_NS = 25_000_000
 # Prompts are built ahead of their send times (a Prefill prompt costs ~0.5 ms to build), in small
 # batches while the dispatcher sleeps. The buffer stays small so that length calibration learnt
 # from finished requests reaches the prompts soon after; a prompt iterator with a ``lookahead``
@@ -60,6 +66,13 @@ _CANCELLED_WHILE = {
 }
 
 
+def _written(record: RequestRecord) -> bool:
+    # A prepared request carries its intended time as a provisional send stamp (its deadlines run
+    # from it) until the sender stamps the write; a real stamp equal to it to the nanosecond does
+    # not happen. Past the gate, a request still connecting has not been written either.
+    return record.sent_ns != record.intended_ns
+
+
 @dataclass(frozen=True, slots=True)
 class RunTiming:
     """When the run started, stopped scheduling and ended (perf_counter_ns), and why it stopped."""
@@ -74,7 +87,12 @@ class RunTiming:
 
 
 class Scheduler:
-    """Runs one load plan against one sender. Single use: call ``run()`` once."""
+    """Runs one load plan against one sender. Single use: call ``run()`` once.
+
+    ``start_ns`` fixes the run's start (a ``perf_counter_ns`` value; default: just after ``run()``
+    begins), so that several schedulers share one time line; ``on_scheduled`` sees each record as
+    it is made, before it is sent.
+    """
 
     def __init__(
         self,
@@ -87,6 +105,8 @@ class Scheduler:
         run_id: str,
         seed: int = 0,
         keep_text: bool = False,
+        start_ns: int | None = None,
+        on_scheduled: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         self._plan = plan
         self._stop = stop
@@ -104,6 +124,14 @@ class Scheduler:
         self.interrupted = False
         self.finished = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Prepared requests whose gate has not opened: task -> the timer handle that opens it.
+        self._gated: dict[asyncio.Future[None], TimerHandle] = {}
+        self._timer: PreciseTimer | None = None
+        # Requests waiting for their turn to be prepared (see ``_turn``).
+        self._turns: deque[asyncio.Future[None]] = deque()
+        self._granting = False
+        self._given_start_ns = start_ns
+        self._on_scheduled = on_scheduled
         self.scheduled = 0
         self.in_flight = 0
         self.start_ns = 0
@@ -122,6 +150,13 @@ class Scheduler:
         if self._stopped_by is None:
             self._stopped_by = reason
         self._stop_event.set()
+        # Prepared requests not yet released are not sent; sleepers wake to see the stop.
+        for task, handle in list(self._gated.items()):
+            handle.cancel()
+            task.cancel()
+        self._gated.clear()
+        if self._timer is not None:
+            self._timer.wake_all()
         if self._stop_requests > 1:
             for task in list(self._tasks):
                 task.cancel()
@@ -135,19 +170,24 @@ class Scheduler:
     async def run(self) -> RunTiming:
         """Run the plan to its stop rule (or until ``request_stop``); return the timing."""
         self._prefetch()
+        self._timer = PreciseTimer()
         refill = asyncio.ensure_future(self._refill())
-        # A small lead lets the loop settle before the first intended time.
-        self.start_ns = _now() + 2_000_000
+        # A small lead lets the loop settle before the first intended time. Workers of one run are
+        # given a common start instead.
+        self.start_ns = self._given_start_ns or _now() + 2_000_000
         try:
-            if isinstance(self._plan, Concurrency):
-                await self._run_closed(self._plan)
-            else:
-                await self._run_open(self._plan)
+            try:
+                if isinstance(self._plan, Concurrency):
+                    await self._run_closed(self._plan)
+                else:
+                    await self._run_open(self._plan)
+            finally:
+                refill.cancel()
+            scheduling_stopped_ns = _now()
+            self._stop_event.set()
+            await self._drain()
         finally:
-            refill.cancel()
-        scheduling_stopped_ns = _now()
-        self._stop_event.set()
-        await self._drain()
+            self._timer.close()
         self.finished = True
         return RunTiming(
             self.start_ns, scheduling_stopped_ns, _now(), self._stopped_by or "plan", interrupted=self.interrupted
@@ -187,7 +227,7 @@ class Scheduler:
 
     def _new_record(self, index: int, intended_ns: int, user: int = -1) -> RequestRecord:
         self.scheduled += 1
-        return RequestRecord(
+        record = RequestRecord(
             index=index,
             request_id=f"{self._run_id}-{index}",
             intended_ns=intended_ns,
@@ -195,29 +235,29 @@ class Scheduler:
             user=user,
             text=[] if self._keep_text else None,
         )
+        if self._on_scheduled is not None:
+            self._on_scheduled(record)
+        return record
 
     async def _sleep_until(self, deadline_ns: int) -> bool:
         """Wait until ``deadline_ns``; False if a stop was requested first."""
         stop = self._stop_event
-        while True:
-            if stop.is_set():
-                return False
-            remaining = deadline_ns - _now()
-            if remaining <= 0:
-                return True
-            if remaining > _WATCH_STOP_NS:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), (remaining - _SPIN_NS) / NS_PER_S)
-            elif remaining > _SPIN_NS:
-                await asyncio.sleep((remaining - _SPIN_NS) / NS_PER_S)
-            else:
-                await asyncio.sleep(0)
+        if stop.is_set():
+            return False
+        if deadline_ns > _now():
+            # request_stop() wakes every sleeper, so a long gap never delays Ctrl-C.
+            await self._timer.sleep_until(deadline_ns)  # type: ignore[union-attr]
+        return not stop.is_set()
 
     async def _run_open(self, plan: OpenLoopPlan) -> None:
         stop = self._stop
         limit = stop.requests
         duration_ns = None if stop.duration_s is None else round(stop.duration_s * NS_PER_S)
         cap = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
+        # A capped run takes its slot when due, so it is never prepared ahead (a prepared request
+        # would hold a slot before its time).
+        gated = cap is None and callable(getattr(self._sender, "send_gated", None))
+        lead_ns = _LEAD_NS if gated else 0
         for index, offset_ns in enumerate(plan.offsets_ns(self._rng)):
             if limit is not None and index >= limit:
                 self._stopped_by = self._stopped_by or "requests"
@@ -227,10 +267,13 @@ class Scheduler:
                 self._stopped_by = self._stopped_by or "duration"
                 return
             intended_ns = self.start_ns + offset_ns
-            if not await self._sleep_until(intended_ns):
+            if not await self._sleep_until(intended_ns - lead_ns):
                 return
             record = self._new_record(index, intended_ns)
-            self._spawn(self._one(record, self._next_prompt(), cap))
+            if gated:
+                self._spawn_gated(record, self._next_prompt())
+            else:
+                self._spawn(self._one(record, self._next_prompt(), cap))
         self._stopped_by = self._stopped_by or "plan"
 
     async def _run_closed(self, plan: Concurrency) -> None:
@@ -259,7 +302,7 @@ class Scheduler:
                     self._stopped_by = self._stopped_by or "requests"
                     all_scheduled.set()
                 record = self._new_record(index, intended_ns, user=number)
-                await self._one(record, self._next_prompt(), None)
+                await self._one(record, self._next_prompt(), None, turn=True)
                 intended_ns = _now() + think_ns
                 if think_ns and not await self._sleep_until(intended_ns):
                     return
@@ -317,6 +360,50 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _spawn_gated(self, record: RequestRecord, prompt: Prompt) -> None:
+        """Hand the request to the sender now; its gate opens at ``record.intended_ns``."""
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._one(record, prompt, None, gate))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        gated = self._gated
+
+        def release() -> None:
+            gated.pop(task, None)
+            if not gate.done():
+                gate.set_result(None)
+
+        gated[task] = self._timer.call_at(record.intended_ns, release)  # type: ignore[union-attr]
+
+    async def _turn(self) -> None:
+        """Wait for this request's turn to be built: one per loop iteration.
+
+        Building a request holds the loop for ~0.3-0.5 ms. When many are due together (a hundred
+        closed-loop users whose answers ended at once, or a burst being prepared ahead), building
+        them back to back would hold the loop for tens of milliseconds, and every other stream's
+        bytes would wait that long to be stamped. One per iteration lets the loop poll its sockets
+        between them; a lone request loses only one loop iteration.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._turns.append(future)
+        if not self._granting:
+            self._granting = True
+            loop.call_soon(self._grant)
+        await future
+
+    def _grant(self) -> None:
+        turns = self._turns
+        while turns:
+            future = turns.popleft()
+            if not future.done():  # a waiter cancelled meanwhile gives up its turn
+                future.set_result(None)
+                break
+        if turns:
+            asyncio.get_running_loop().call_soon(self._grant)
+        else:
+            self._granting = False
+
     async def _drain(self) -> None:
         pending = {t for t in self._tasks if not t.done()}
         if pending and self._stop_requests < 2:
@@ -326,7 +413,15 @@ class Scheduler:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _one(self, record: RequestRecord, prompt: Prompt, cap: asyncio.Semaphore | None) -> None:
+    async def _one(
+        self,
+        record: RequestRecord,
+        prompt: Prompt,
+        cap: asyncio.Semaphore | None,
+        gate: asyncio.Future[None] | None = None,
+        *,
+        turn: bool = False,
+    ) -> None:
         record.target_input_tokens = prompt.target_input_tokens
         record.target_output_tokens = prompt.target_output_tokens
         self.in_flight += 1
@@ -335,10 +430,20 @@ class Scheduler:
             if cap is not None:
                 await cap.acquire()
                 acquired = True
-            record.sent_ns = _now()
-            await self._sender.send(prompt, record)
+            if gate is not None:
+                # Deadlines run from the intended time until the sender stamps the real send.
+                record.sent_ns = record.intended_ns
+                await self._turn()
+                await self._sender.send_gated(prompt, record, gate)  # type: ignore[attr-defined]
+            else:
+                if turn:
+                    await self._turn()
+                record.sent_ns = _now()
+                await self._sender.send(prompt, record)
             record.status = "ok"
         except RequestFailed as exc:
+            if gate is not None and not _written(record):
+                record.sent_ns = 0  # failed before its bytes were written (e.g. refused): never sent
             record.status = "failed"
             record.error = exc.category.value
             record.error_detail = exc.detail or None
@@ -346,10 +451,14 @@ class Scheduler:
                 record.http_status = exc.http_status
         except asyncio.CancelledError:
             record.status = "cancelled"
+            if gate is not None and not _written(record):
+                record.sent_ns = 0  # stopped while waiting at its gate, or connecting: never sent
             record.cancelled_in = record.cancelled_phase()
             record.error_detail = f"cancelled while {_CANCELLED_WHILE[record.cancelled_in]}"
             raise
         except Exception as exc:  # a client bug must be counted, never crash the run
+            if gate is not None and not _written(record):
+                record.sent_ns = 0
             record.status = "failed"
             record.error = ErrorCategory.CLIENT.value
             record.error_detail = f"{type(exc).__name__}: {exc}"

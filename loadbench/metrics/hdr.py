@@ -72,10 +72,12 @@ def summarize(hist: HdrHistogram, scale: float = 1.0) -> dict[str, float | int |
     keys = ("mean", "min", "p50", "p90", "p95", "p99", "p99_9", "max")
     if count == 0:
         return {"count": 0, **dict.fromkeys(keys)}
-    pct = hist.get_percentile_to_value_dict(list(PERCENTILES))
+    # hdrh's own mean and percentile walks are Python loops over every counter (~0.1 s per
+    # histogram, about a second per summary); these give the same values in a vectorised pass.
+    pct = dict(zip(PERCENTILES, fast_percentiles([hist], PERCENTILES), strict=True))
     return {
         "count": count,
-        "mean": hist.get_mean_value() / scale,
+        "mean": mean_value(hist) / scale,
         "min": hist.get_min_value() / scale,
         "p50": pct[50.0] / scale,
         "p90": pct[90.0] / scale,
@@ -84,6 +86,37 @@ def summarize(hist: HdrHistogram, scale: float = 1.0) -> dict[str, float | int |
         "p99_9": pct[99.9] / scale,
         "max": hist.get_max_value() / scale,
     }
+
+
+def _index_values(hist: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """For every counter index: the lowest value it holds and the width of its value range."""
+    key = (hist.counts_len, hist.unit_magnitude, hist.sub_bucket_half_count_magnitude)
+    cached = _INDEX_VALUES.get(key)
+    if cached is None:
+        index = np.arange(hist.counts_len, dtype=np.int64)
+        half_magnitude = hist.sub_bucket_half_count_magnitude
+        half = hist.sub_bucket_half_count
+        bucket = (index >> half_magnitude) - 1
+        sub_bucket = (index & (half - 1)) + half
+        first = bucket < 0
+        sub_bucket[first] -= half
+        bucket[first] = 0
+        lowest = sub_bucket << (bucket + hist.unit_magnitude)
+        width = np.left_shift(1, bucket + hist.unit_magnitude)
+        cached = _INDEX_VALUES[key] = (lowest, width)
+    return cached
+
+
+_INDEX_VALUES: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def mean_value(hist: HdrHistogram) -> float:
+    """``hist.get_mean_value()`` (each count at the middle of its value range), vectorised."""
+    if hist.total_count == 0:
+        return 0.0
+    lowest, width = _index_values(hist)
+    counts = _counts(hist).astype(np.int64)
+    return float((counts * (lowest + (width >> 1))).sum()) / hist.total_count
 
 
 def merged(histograms: Sequence[HdrHistogram]) -> HdrHistogram:

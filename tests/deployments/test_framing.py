@@ -77,3 +77,13 @@ def test_an_over_long_line_fails_the_request_as_malformed():
     events, _ = feed_all(SseDecoder(max_line_bytes=1000), b"data: " + b"z" * 994 + b"\n\n", 7)
     assert events == [("", b"z" * 994)]
 
+def test_sse_one_event_per_read_matches_line_by_line():
+    """The whole-event fast path gives what the line decoder gives, event names included."""
+    from loadbench.deployments.http import SseDecoder
+
+    reads = [b"event: delta\n", b"data: {\"a\": 1}\n\n", b"data: two\n\n", b"data: x\r\n\r\n", b"data: [DONE]\n\n"]
+    fast = SseDecoder()
+    got = [e for r in reads for e in fast.feed(r)]
+    slow = SseDecoder()
+    want = [e for r in reads for b in r for e in slow.feed(bytes([b]))]
+    assert got == want == [("delta", b'{"a": 1}'), ("", b"two"), ("", b"x"), ("", b"[DONE]")]

@@ -420,3 +420,52 @@ def test_requests_waiting_for_a_concurrency_slot_are_cancelled_as_queued() -> No
     run = Run(Burst(4, max_concurrency=1), Stop(requests=4, drain_s=0.05), PhasedSender("stream"))  # type: ignore[arg-type]
     check_accounting(run)
     assert sorted(r.cancelled_in for r in run.records) == ["queued", "queued", "queued", "streaming"]
+# -- requests prepared ahead of their time (GatedSender) ---------------------------------------
+
+
+class GatedSleepySender(SleepySender):
+    """A SleepySender that prepares early: it records when it was called and when its gate opened."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.called_ns: dict[int, int] = {}
+
+    async def send_gated(self, prompt: Prompt, record: RequestRecord, gate) -> None:
+        self.called_ns[record.index] = time.perf_counter_ns()
+        await gate
+        record.sent_ns = time.perf_counter_ns()
+        await self.send(prompt, record)
+
+
+def test_a_gated_sender_gets_requests_ahead_and_sends_none_before_its_time() -> None:
+    sender = GatedSleepySender(delay_s=0.001)
+    run = Run(Burst(16, every_s=0.1, waves=3), Stop(requests=48), sender)
+    check_accounting(run)
+    assert run.count("ok") == 48
+    early = [r.intended_ns - sender.called_ns[r.index] for r in run.records]
+    assert max(early) > 1_000_000, "requests were handed over ahead of their intended time"
+    assert all(r.sent_ns >= r.intended_ns for r in run.records)
+
+
+def test_a_stop_cancels_prepared_requests_unsent() -> None:
+    sender = GatedSleepySender(delay_s=0.001)
+
+    async def stop_before_the_second_wave(s: Scheduler) -> None:
+        # Waves at 0 and 0.1 s: the second is handed over ~25 ms early; stop ~10 ms before it.
+        while s.start_ns == 0 or time.perf_counter_ns() < s.start_ns + 90_000_000:
+            await asyncio.sleep(0.001)
+        s.request_stop()
+
+    run = Run(Burst(8, every_s=0.1, waves=2), Stop(duration_s=5), sender, during=stop_before_the_second_wave)
+    check_accounting(run)
+    assert run.count("ok") == 8
+    second = [r for r in run.records if r.index >= 8]
+    assert second and all(r.status == "cancelled" and r.sent_ns == 0 for r in second)
+    assert sender.calls == 8, "a cancelled prepared request reached the wire"
+
+
+def test_a_capped_plan_is_not_prepared_ahead() -> None:
+    sender = GatedSleepySender(delay_s=0.001)
+    run = Run(Burst(4, every_s=0.05, waves=2, max_concurrency=2), Stop(requests=8), sender)
+    check_accounting(run)
+    assert not sender.called_ns

@@ -206,3 +206,17 @@ def test_encode_gives_hdrh_bytes_and_makes_no_ctypes_types() -> None:
     assert array_types() == before
     assert ours == [h.encode() for h in hists]
     assert array_types() > before  # what hdrh's encode leaves behind
+def test_vectorised_summary_equals_hdrh_walks():
+    """summarize's mean and percentiles are hdrh's own, computed without its Python loops."""
+    from loadbench.metrics.hdr import PERCENTILES, mean_value, summarize
+
+    rng = np.random.default_rng(3)
+    for values in (rng.lognormal(8, 2, 5000), rng.integers(0, 50, 300), np.array([0, 1, 3_600_000_000])):
+        h = new_histogram()
+        for v in values.astype(np.int64):
+            record(h, int(v))
+        assert mean_value(h) == pytest.approx(h.get_mean_value(), rel=1e-12)
+        got = summarize(h)
+        want = h.get_percentile_to_value_dict(list(PERCENTILES))
+        assert [got["p50"], got["p90"], got["p95"], got["p99"], got["p99_9"]] == [want[p] for p in PERCENTILES]
+        assert got["min"] == h.get_min_value() and got["max"] == h.get_max_value()
