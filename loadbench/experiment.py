@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 from array import array
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,7 +58,7 @@ from loadbench.results.run_dir import (
 )
 from loadbench.scenario import Scenario
 from loadbench.workloads.prompt import Prompt
-from loadbench.workloads.report import LengthTally, lengths_outcome, lengths_plan
+from loadbench.workloads.report import LengthTally, counter_percentile, lengths_outcome, lengths_plan
 
 _SNAPSHOT_S = 0.25
 _SIM_POLL_S = 0.2  # how soon a dead embedded simulator is noticed
@@ -698,26 +699,37 @@ def _prompts(stream: Any) -> Iterator[Prompt]:
 
 
 class _ServerTally:
-    """One server-side figure (ms or tokens) across requests: exact count and mean, and p50/p90
-    from a histogram at 0.1% resolution, so a long run keeps no per-request values."""
+    """One server-side figure (ms or tokens) across requests: exact count and mean; p50/p90 exact
+    while every value is a whole number (token counts: a tally of the distinct values), else from
+    a histogram at 0.1% resolution, so a long run keeps no per-request values."""
 
-    __slots__ = ("count", "hist", "total")
+    __slots__ = ("count", "hist", "total", "whole")
 
     _SCALE = 1000  # thousandths of the unit, as integers
+    _MAX_WHOLE = 10_000  # distinct whole values tallied exactly before falling back to the histogram
 
     def __init__(self) -> None:
         self.count = 0
         self.total = 0.0
         self.hist = new_histogram()
+        self.whole: Counter[float] | None = Counter()
 
     def add(self, value: float) -> None:
         self.count += 1
         self.total += value
         record(self.hist, int(value * self._SCALE))
+        if self.whole is not None:
+            if value == int(value) and len(self.whole) < self._MAX_WHOLE:
+                self.whole[int(value)] += 1
+            else:
+                self.whole = None
 
     def report(self) -> dict[str, float] | None:
         if not self.count:
             return None
+        if self.whole is not None:
+            p50, p90 = counter_percentile(self.whole, 50), counter_percentile(self.whole, 90)
+            return {"mean": self.total / self.count, "p50": p50, "p90": p90}
         p50, p90 = fast_percentiles([self.hist], (50.0, 90.0))
         return {"mean": self.total / self.count, "p50": p50 / self._SCALE, "p90": p90 / self._SCALE}
 
