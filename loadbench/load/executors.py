@@ -590,7 +590,11 @@ class Driver:
 
     @property
     def scheduled(self) -> int:
-        return sum(max(s.link.scheduled(), s.received) for s in self._states.values())
+        # A finished worker's own count is exact (prepared requests withdrawn at a stop excluded).
+        return sum(
+            s.done["scheduled"] if s.done is not None else max(s.link.scheduled(), s.received)
+            for s in self._states.values()
+        )
 
     @property
     def in_flight(self) -> int:

@@ -10,8 +10,9 @@ Guarantees:
 * Prepared ahead: with a sender that can hold a request (``GatedSender``) and no concurrency cap,
   each request is handed to the client up to ``_LEAD_NS`` before it is due; the client builds it,
   takes a connection, and writes it when the timer opens its gate. A burst due at once then costs
-  only the writes at its due time. A request still waiting at its gate when a stop comes is
-  cancelled unsent (``sent_ns`` 0).
+  only the writes at its due time. A request still waiting at its gate when a stop comes was
+  never due: it is withdrawn (not scheduled, not recorded); one already due but not yet written
+  is cancelled unsent (``sent_ns`` 0).
 * ``max_concurrency`` (open loop): a request that must wait for a free slot keeps its intended
   time; the wait shows as dispatch lag and in the from-schedule latencies.
 * Closed loop: each user's request is intended when the user became free.
@@ -126,6 +127,9 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         # Prepared requests whose gate has not opened: task -> the timer handle that opens it.
         self._gated: dict[asyncio.Future[None], TimerHandle] = {}
+        self._gated_records: dict[asyncio.Future[None], RequestRecord] = {}
+        # Indices of prepared requests whose intended time had not come when the stop came.
+        self._withdrawn: set[int] = set()
         self._timer: PreciseTimer | None = None
         # Requests waiting for their turn to be prepared (see ``_turn``).
         self._turns: deque[asyncio.Future[None]] = deque()
@@ -151,10 +155,15 @@ class Scheduler:
             self._stopped_by = reason
         self._stop_event.set()
         # Prepared requests not yet released are not sent; sleepers wake to see the stop.
+        now_ns = _now()
         for task, handle in list(self._gated.items()):
             handle.cancel()
+            record = self._gated_records.get(task)
+            if record is not None and record.intended_ns > now_ns:
+                self._withdrawn.add(record.index)
             task.cancel()
         self._gated.clear()
+        self._gated_records.clear()
         if self._timer is not None:
             self._timer.wake_all()
         if self._stop_requests > 1:
@@ -366,14 +375,16 @@ class Scheduler:
         task = asyncio.ensure_future(self._one(record, prompt, None, gate))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        gated = self._gated
+        gated, records = self._gated, self._gated_records
 
         def release() -> None:
             gated.pop(task, None)
+            records.pop(task, None)
             if not gate.done():
                 gate.set_result(None)
 
         gated[task] = self._timer.call_at(record.intended_ns, release)  # type: ignore[union-attr]
+        records[task] = record
 
     async def _turn(self) -> None:
         """Wait for this request's turn to be built: one per loop iteration.
@@ -468,4 +479,8 @@ class Scheduler:
             if acquired:
                 cap.release()  # type: ignore[union-attr]
             self.in_flight -= 1
-            self._on_record(record, prompt)
+            if record.index in self._withdrawn:  # never due: as if it had never been scheduled
+                self._withdrawn.discard(record.index)
+                self.scheduled -= 1
+            else:
+                self._on_record(record, prompt)

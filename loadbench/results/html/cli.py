@@ -14,8 +14,8 @@ from pathlib import Path
 from loadbench.results.frames import is_study_dir
 
 USAGE = """\
-python -m loadbench report RUN_DIR                       print the run's summary
-python -m loadbench report PATH... --html [FILE] [--png DIR]
+loadbench report RUN_DIR                       print the run's summary
+loadbench report PATH... --html [FILE] [--png DIR]
   PATH: a run directory, a study directory (study.json), or several run directories side by side.
   --html FILE  one self-contained HTML file (default: PATH/report.html for one path,
                ./report.html for several); opens from disk, fetches nothing, prints cleanly
@@ -32,7 +32,7 @@ def wants_figures(argv: list[str]) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadbench report", usage=USAGE,
+    p = argparse.ArgumentParser(prog="loadbench report", usage=USAGE,
                                 description="Reports for runs, studies, and runs side by side.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--html", nargs="?", const="", metavar="FILE", help="write one self-contained HTML file")
