@@ -8,7 +8,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-_ROWS = (
+# The summary's metric rows, in the order every report shows them: (key, label, unit).
+METRIC_ROWS = (
     ("ttft_ms", "TTFT", "ms"),
     ("ttft_from_schedule_ms", "TTFT from schedule", "ms"),
     ("time_to_first_answer_ms", "time to first answer", "ms"),
@@ -76,7 +77,7 @@ def summary_renderable(summary: dict[str, Any], *, gates: bool = True) -> Group:
     for col in ("count", "mean", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(col, justify="right")
     metrics = summary["metrics"]
-    for key, label, unit in _ROWS:
+    for key, label, unit in METRIC_ROWS:
         m = metrics.get(key)
         if not m or not m["count"]:
             continue

@@ -17,21 +17,11 @@ from loadbench.results.frames import RunData
 from loadbench.results.html import charts
 from loadbench.results.html.page import Page, cards, facts, table
 from loadbench.results.html.svg import Chart, color, empty, fmt_number, nice_max
+from loadbench.results.report import METRIC_ROWS
 
 TIMELINE_ROWS = 300
 _SCALE = {m.key: m.scale for m in METRICS}
 
-METRIC_ROWS = (
-    ("ttft_ms", "TTFT", "ms"),
-    ("ttft_from_schedule_ms", "TTFT from schedule", "ms"),
-    ("time_to_first_answer_ms", "time to first answer", "ms"),
-    ("e2e_ms", "E2E latency", "ms"),
-    ("e2e_from_schedule_ms", "E2E from schedule", "ms"),
-    ("itl_ms", "inter-token latency", "ms"),
-    ("tpot_ms", "TPOT", "ms"),
-    ("decode_tokens_per_s", "decode rate", "tok/s"),
-    ("dispatch_lag_ms", "dispatch lag", "ms"),
-)
 
 
 def _get(d: Any, *keys: str) -> Any:
