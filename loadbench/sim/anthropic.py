@@ -13,24 +13,28 @@ Errors are ``{"type": "error", "error": {"type": ..., "message": ...}}``: HTTP 5
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from loadbench.sim.server import (
-    BadRequest,
-    Exchange,
-    SimServer,
-    json_response,
-    positive_int,
-    read_json,
-    retry_after_header,
-)
 from loadbench.sim.structured import requested_schema
 from loadbench.sim.text import message_text
+from loadbench.sim.toolkit import (
+    Ask,
+    BadRequest,
+    Encoder,
+    Exchange,
+    Host,
+    json_response,
+    positive_int,
+    retry_after_header,
+    serve_body,
+    serve_generation,
+)
 
-__all__ = ["AnthropicDialect", "install"]
+__all__ = ["AnthropicDialect"]
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -44,17 +48,6 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
-
-
-class AnthropicDialect:
-    """Anthropic's error shape."""
-
-    name = "anthropic"
-
-    def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
-        headers = {"retry-after": retry_after_header(retry_after_s)} if retry_after_s is not None else None
-        body = {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
-        return json_response(body, status, headers)
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
@@ -156,49 +149,57 @@ def _prompt(body: dict[str, Any]) -> tuple[list[str], str]:
     return texts, last_user
 
 
-def install(app: web.Application, server: SimServer) -> None:
-    """Add the Anthropic-dialect routes to ``app``."""
-    dialect = AnthropicDialect()
+class AnthropicDialect:
+    """Anthropic's endpoints, and its error shape: ``{"type": "error", "error": {"type", "message"}}``."""
 
-    async def messages(request: web.Request) -> web.StreamResponse:
-        ex = server.new_exchange(request)
-        try:
-            body = await read_json(request)
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
-                raise BadRequest(400, "model: Field required")
-            if body.get("max_tokens") is None:
-                raise BadRequest(400, "max_tokens: Field required")
-            limit = positive_int(body, "max_tokens")
-            stream = body.get("stream", False)
-            if not isinstance(stream, bool):
-                raise BadRequest(400, f"stream: must be a boolean, got {stream!r}")
-            texts, last_user = _prompt(body)
-            thinking = body.get("thinking")
-            reasoning = 0
-            if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-                budget = thinking.get("budget_tokens")
-                if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-                    raise BadRequest(400, f"thinking.budget_tokens: must be a positive integer, got {budget!r}")
-                reasoning = min(server.config.reasoning_tokens, budget)
-        except BadRequest as exc:
-            server.record_rejection(ex, exc.status, dialect.name)
-            return dialect.error(exc.status, exc.message)
-        ex.gen = server.plan(
-            dialect=dialect.name, model=model, stream=stream,
-            prompt_tokens=server.chat_tokens(texts), last_user_text=last_user, limit=limit,
-            ignore_eos=bool(body.get("ignore_eos", False)), reasoning=reasoning,
+    name = "anthropic"
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+
+    def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
+        headers = {"retry-after": retry_after_header(retry_after_s)} if retry_after_s is not None else None
+        body = {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
+        return json_response(body, status, headers)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        return await serve_generation(self.host, request, self, self._ask)
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        async def answer(body: dict[str, Any]) -> web.Response:
+            texts, _ = _prompt(body)
+            return json_response({"input_tokens": self.host.chat_tokens(texts)})
+
+        return await serve_body(request, self, answer)
+
+    def _ask(self, body: dict[str, Any]) -> tuple[Ask, Callable[[Exchange], Encoder]]:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest(400, "model: Field required")
+        if body.get("max_tokens") is None:
+            raise BadRequest(400, "max_tokens: Field required")
+        limit = positive_int(body, "max_tokens")
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise BadRequest(400, f"stream: must be a boolean, got {stream!r}")
+        texts, last_user = _prompt(body)
+        ask = Ask(
+            model=model, stream=stream, prompt_tokens=self.host.chat_tokens(texts), last_user_text=last_user,
+            limit=limit, ignore_eos=bool(body.get("ignore_eos", False)), reasoning=self._reasoning(body),
             schema=requested_schema(body, texts),
         )
-        return await server.generate(ex, MessagesEncoder(ex), dialect)
+        return ask, MessagesEncoder
 
-    async def count_tokens(request: web.Request) -> web.Response:
-        try:
-            body = await read_json(request)
-            texts, _ = _prompt(body)
-        except BadRequest as exc:
-            return dialect.error(exc.status, exc.message)
-        return json_response({"input_tokens": server.chat_tokens(texts)})
-
-    app.router.add_post("/v1/messages", messages)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    def _reasoning(self, body: dict[str, Any]) -> int:
+        """Reasoning tokens of a request with extended thinking enabled (within its budget), else 0."""
+        thinking = body.get("thinking")
+        if not (isinstance(thinking, dict) and thinking.get("type") == "enabled"):
+            return 0
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise BadRequest(400, f"thinking.budget_tokens: must be a positive integer, got {budget!r}")
+        return min(self.host.config.reasoning_tokens, budget)

@@ -16,37 +16,32 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from loadbench.sim.server import (
-    BadRequest,
-    Exchange,
-    SimServer,
-    json_response,
-    read_json,
-    resolve_model,
-    retry_after_header,
-)
 from loadbench.sim.structured import requested_schema
 from loadbench.sim.text import message_text
+from loadbench.sim.toolkit import (
+    Ask,
+    BadRequest,
+    Encoder,
+    Exchange,
+    Host,
+    chat_texts,
+    json_response,
+    resolve_model,
+    retry_after_header,
+    serve_body,
+    serve_generation,
+)
 
-__all__ = ["OllamaDialect", "install"]
+__all__ = ["OllamaDialect"]
 
 OLLAMA_VERSION = "0.9.0"
-
-
-class OllamaDialect:
-    """Ollama's error shape: ``{"error": "..."}``."""
-
-    name = "ollama"
-
-    def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
-        headers = {"Retry-After": retry_after_header(retry_after_s)} if retry_after_s is not None else None
-        return json_response({"error": message}, status, headers)
 
 
 def _now_iso() -> str:
@@ -167,129 +162,143 @@ def _limit(body: dict[str, Any]) -> int | None:
     return n
 
 
-def install(app: web.Application, server: SimServer) -> None:
-    """Add the Ollama-dialect routes to ``app``."""
-    dialect = OllamaDialect()
+class OllamaDialect:
+    """Ollama's endpoints, and its error shape: ``{"error": "..."}``."""
 
-    def model_of(body: dict[str, Any]) -> str:
+    name = "ollama"
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post("/api/chat", self.chat)
+        app.router.add_post("/api/generate", self.generate)
+        app.router.add_get("/api/tags", self.tags)
+        app.router.add_get("/api/version", self.version)
+        app.router.add_post("/api/show", self.show)
+        app.router.add_post("/api/pull", self.pull)
+        app.router.add_delete("/api/delete", self.delete)
+        app.router.add_get("/api/ps", self.ps)
+        app.router.add_get("/", self.root)
+
+    def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
+        headers = {"Retry-After": retry_after_header(retry_after_s)} if retry_after_s is not None else None
+        return json_response({"error": message}, status, headers)
+
+    # -- generation ------------------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await serve_generation(self.host, request, self, self._chat_ask)
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        return await serve_generation(self.host, request, self, self._generate_ask)
+
+    def _chat_ask(self, body: dict[str, Any]) -> tuple[Ask, Callable[[Exchange], Encoder]]:
+        model, stream = self._model_of(body), _stream(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            raise BadRequest(400, "messages must be a list")
+        texts, last_user = chat_texts(messages)
+        return self._ask(body, model, stream, texts, last_user), lambda ex: OllamaEncoder(ex, chat=True)
+
+    def _generate_ask(self, body: dict[str, Any]) -> tuple[Ask, Callable[[Exchange], Encoder]]:
+        model, stream = self._model_of(body), _stream(body)
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise BadRequest(400, "prompt must be a string")
+        texts = [message_text(body.get("system")), prompt]
+        return self._ask(body, model, stream, texts, prompt), lambda ex: OllamaEncoder(ex, chat=False)
+
+    def _ask(self, body: dict[str, Any], model: str, stream: bool, texts: list[str], last_user: str) -> Ask:
+        limit = _limit(body)
+        think = body.get("think")
+        return Ask(
+            model=model, stream=stream, prompt_tokens=self.host.chat_tokens(texts), last_user_text=last_user,
+            limit=limit, reasoning=self.host.config.reasoning_tokens if think not in (None, False) else 0,
+            schema=requested_schema(body, texts),
+        )
+
+    # -- model management ------------------------------------------------------------------------
+
+    def _model_of(self, body: dict[str, Any]) -> str:
+        """The model a request names, which must be listed (a 404 tells the client to pull it)."""
         name = body.get("model") or body.get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest(400, "model is required")
-        if resolve_model(name, server.models) is None:
+        if resolve_model(name, self.host.models) is None:
             raise BadRequest(404, f'model "{name}" not found, try pulling it first')
         return name
 
-    async def generation(request: web.Request, *, chat: bool) -> web.StreamResponse:
-        ex = server.new_exchange(request)
-        try:
-            body = await read_json(request)
-            model = model_of(body)
-            stream = body.get("stream", True)
-            if not isinstance(stream, bool):
-                raise BadRequest(400, f"stream must be a boolean, got {stream!r}")
-            if chat:
-                messages = body.get("messages")
-                if not isinstance(messages, list):
-                    raise BadRequest(400, "messages must be a list")
-                texts = [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
-                last_user = next((message_text(m.get("content")) for m in reversed(messages)
-                                  if isinstance(m, dict) and m.get("role") == "user"), "")
-            else:
-                prompt = body.get("prompt", "")
-                if not isinstance(prompt, str):
-                    raise BadRequest(400, "prompt must be a string")
-                texts = [message_text(body.get("system")), prompt]
-                last_user = prompt
-            limit = _limit(body)
-            think = body.get("think")
-            reasoning = server.config.reasoning_tokens if think not in (None, False) else 0
-        except BadRequest as exc:
-            server.record_rejection(ex, exc.status, dialect.name)
-            return dialect.error(exc.status, exc.message)
-        ex.gen = server.plan(
-            dialect=dialect.name, model=model, stream=stream,
-            prompt_tokens=server.chat_tokens(texts), last_user_text=last_user, limit=limit,
-            reasoning=reasoning, schema=requested_schema(body, texts),
-        )
-        return await server.generate(ex, OllamaEncoder(ex, chat=chat), dialect)
+    async def tags(self, request: web.Request) -> web.Response:
+        return json_response({"models": [_model_entry(m) for m in self.host.models]})
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        return await generation(request, chat=True)
-
-    async def generate(request: web.Request) -> web.StreamResponse:
-        return await generation(request, chat=False)
-
-    async def tags(request: web.Request) -> web.Response:
-        return json_response({"models": [_model_entry(m) for m in server.models]})
-
-    async def version(request: web.Request) -> web.Response:
+    async def version(self, request: web.Request) -> web.Response:
         return json_response({"version": OLLAMA_VERSION})
 
-    async def show(request: web.Request) -> web.Response:
-        try:
-            body = await read_json(request)
-            name = model_of(body)
-        except BadRequest as exc:
-            return dialect.error(exc.status, exc.message)
-        entry = _model_entry(resolve_model(name, server.models) or name)
-        return json_response({
-            "modelfile": f"FROM {name}\n", "parameters": "", "template": "{{ .Prompt }}",
-            "details": entry["details"], "model_info": {"general.architecture": entry["details"]["family"]},
-            "capabilities": ["completion", "thinking"], "modified_at": entry["modified_at"],
-        })
+    async def show(self, request: web.Request) -> web.StreamResponse:
+        async def answer(body: dict[str, Any]) -> web.Response:
+            name = self._model_of(body)
+            entry = _model_entry(resolve_model(name, self.host.models) or name)
+            return json_response({
+                "modelfile": f"FROM {name}\n", "parameters": "", "template": "{{ .Prompt }}",
+                "details": entry["details"], "model_info": {"general.architecture": entry["details"]["family"]},
+                "capabilities": ["completion", "thinking"], "modified_at": entry["modified_at"],
+            })
 
-    async def pull(request: web.Request) -> web.StreamResponse:
-        try:
-            body = await read_json(request)
-        except BadRequest as exc:
-            return dialect.error(exc.status, exc.message)
-        name = body.get("model") or body.get("name")
-        if not isinstance(name, str) or not name:
-            return dialect.error(400, "model is required")
-        full = name if ":" in name else f"{name}:latest"
-        entry = _model_entry(full)
-        digest = "sha256:" + entry["digest"]
-        total = entry["size"]
-        lines = [{"status": "pulling manifest"}]
-        lines += [{"status": f"pulling {entry['digest'][:12]}", "digest": digest, "total": total,
-                   "completed": total * k // 4} for k in range(1, 5)]
-        lines += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
-        if resolve_model(full, server.models) is None:
-            server.models.append(full)
-        if body.get("stream", True) is False:
-            return json_response({"status": "success"})
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await resp.prepare(request)
-        for line in lines:
-            await resp.write(orjson.dumps(line) + b"\n")
-        await resp.write_eof()
-        return resp
+        return await serve_body(request, self, answer)
 
-    async def delete(request: web.Request) -> web.Response:
-        try:
-            body = await read_json(request)
-            name = model_of(body)
-        except BadRequest as exc:
-            return dialect.error(exc.status, exc.message)
-        server.models.remove(resolve_model(name, server.models) or name)
-        return web.Response(status=200)
+    async def pull(self, request: web.Request) -> web.StreamResponse:
+        """Add the model to the list; streamed as Ollama's progress lines unless ``stream`` is false."""
 
-    async def ps(request: web.Request) -> web.Response:
+        async def answer(body: dict[str, Any]) -> web.StreamResponse:
+            name = body.get("model") or body.get("name")
+            if not isinstance(name, str) or not name:
+                raise BadRequest(400, "model is required")
+            full = name if ":" in name else f"{name}:latest"
+            if resolve_model(full, self.host.models) is None:
+                self.host.models.append(full)
+            if body.get("stream", True) is False:
+                return json_response({"status": "success"})
+            resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await resp.prepare(request)
+            for line in _pull_progress(_model_entry(full)):
+                await resp.write(orjson.dumps(line) + b"\n")
+            await resp.write_eof()
+            return resp
+
+        return await serve_body(request, self, answer)
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        async def answer(body: dict[str, Any]) -> web.Response:
+            name = self._model_of(body)
+            self.host.models.remove(resolve_model(name, self.host.models) or name)
+            return web.Response(status=200)
+
+        return await serve_body(request, self, answer)
+
+    async def ps(self, request: web.Request) -> web.Response:
         return json_response({"models": [
-            _model_entry(m) | {"expires_at": "2099-01-01T00:00:00Z", "size_vram": 0} for m in server.models[:1]
+            _model_entry(m) | {"expires_at": "2099-01-01T00:00:00Z", "size_vram": 0} for m in self.host.models[:1]
         ]})
 
-    app.router.add_post("/api/chat", chat)
-    app.router.add_post("/api/generate", generate)
-    app.router.add_get("/api/tags", tags)
-    app.router.add_get("/api/version", version)
-    app.router.add_post("/api/show", show)
-    app.router.add_post("/api/pull", pull)
-    app.router.add_delete("/api/delete", delete)
-    app.router.add_get("/api/ps", ps)
-    app.router.add_get("/", root)
+    async def root(self, request: web.Request) -> web.Response:
+        """Ollama answers its root with this line; clients probe it."""
+        return web.Response(text="Ollama is running")
 
 
-async def root(request: web.Request) -> web.Response:
-    """Ollama answers its root with this line; clients probe it."""
-    return web.Response(text="Ollama is running")
+def _stream(body: dict[str, Any]) -> bool:
+    stream = body.get("stream", True)
+    if not isinstance(stream, bool):
+        raise BadRequest(400, f"stream must be a boolean, got {stream!r}")
+    return stream
+
+
+def _pull_progress(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The progress lines of a pull, as Ollama streams them."""
+    digest = "sha256:" + entry["digest"]
+    total = entry["size"]
+    lines: list[dict[str, Any]] = [{"status": "pulling manifest"}]
+    lines += [{"status": f"pulling {entry['digest'][:12]}", "digest": digest, "total": total,
+               "completed": total * k // 4} for k in range(1, 5)]
+    lines += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
+    return lines

@@ -16,25 +16,28 @@ the reasoning takes engine time and appears only in ``usage.completion_tokens_de
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from loadbench.sim.server import (
+from loadbench.sim.structured import requested_schema
+from loadbench.sim.toolkit import (
+    Ask,
     BadRequest,
+    Encoder,
     Exchange,
     Generation,
-    SimServer,
+    Host,
+    chat_texts,
     json_response,
     positive_int,
-    read_json,
     retry_after_header,
+    serve_generation,
 )
-from loadbench.sim.structured import requested_schema
-from loadbench.sim.text import message_text
 
-__all__ = ["OpenAIDialect", "install"]
+__all__ = ["OpenAIDialect"]
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", "invalid_request"),
@@ -44,19 +47,6 @@ _ERROR_TYPES = {
     503: ("server_error", "service_unavailable"),
     529: ("server_error", "overloaded"),
 }
-
-
-class OpenAIDialect:
-    """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
-
-    name = "openai"
-
-    def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
-        etype, code = _ERROR_TYPES.get(status, ("server_error", "error"))
-        headers = {"Retry-After": retry_after_header(retry_after_s)} if retry_after_s is not None else None
-        return json_response(
-            {"error": {"message": message, "type": etype, "param": None, "code": code}}, status, headers
-        )
 
 
 def _usage(gen: Generation) -> dict[str, Any]:
@@ -206,64 +196,66 @@ def _common(body: dict[str, Any]) -> tuple[str, bool, int | None, bool, int, boo
     return model, stream, limit, ignore_eos, min_tokens, include_usage
 
 
-def install(app: web.Application, server: SimServer) -> None:
-    """Add the OpenAI-dialect routes to ``app``."""
-    dialect = OpenAIDialect()
+class OpenAIDialect:
+    """OpenAI's endpoints, and its error shape: ``{"error": {"message", "type", "param", "code"}}``."""
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        ex = server.new_exchange(request)
-        try:
-            body = await read_json(request)
-            model, stream, limit, ignore_eos, min_tokens, include_usage = _common(body)
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                raise BadRequest(400, "messages must be a non-empty list")
-            texts = [message_text(m.get("content")) for m in messages if isinstance(m, dict)]
-            last_user = next((message_text(m.get("content")) for m in reversed(messages)
-                              if isinstance(m, dict) and m.get("role") == "user"), "")
-            visible = "reasoner" in model
-            hidden = body.get("reasoning_effort") is not None and not visible
-            reasoning = server.config.reasoning_tokens if (visible or hidden) else 0
-        except BadRequest as exc:
-            server.record_rejection(ex, exc.status, dialect.name)
-            return dialect.error(exc.status, exc.message)
-        ex.gen = server.plan(
-            dialect=dialect.name, model=model, stream=stream,
-            prompt_tokens=server.chat_tokens(texts), last_user_text=last_user,
-            limit=limit, ignore_eos=ignore_eos, min_tokens=min_tokens,
-            reasoning=reasoning, reasoning_visible=visible, schema=requested_schema(body, texts),
+    name = "openai"
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/v1/models", self.models)
+
+    def error(self, status: int, message: str, *, retry_after_s: float | None = None) -> web.Response:
+        etype, code = _ERROR_TYPES.get(status, ("server_error", "error"))
+        headers = {"Retry-After": retry_after_header(retry_after_s)} if retry_after_s is not None else None
+        return json_response(
+            {"error": {"message": message, "type": etype, "param": None, "code": code}}, status, headers
         )
-        return await server.generate(ex, ChatEncoder(ex, include_usage=include_usage), dialect)
 
-    async def completions(request: web.Request) -> web.StreamResponse:
-        ex = server.new_exchange(request)
-        try:
-            body = await read_json(request)
-            model, stream, limit, ignore_eos, min_tokens, include_usage = _common(body)
-            prompt = body.get("prompt")
-            if isinstance(prompt, list) and len(prompt) == 1:
-                prompt = prompt[0]
-            if not isinstance(prompt, str):
-                raise BadRequest(400, "prompt must be a string")
-        except BadRequest as exc:
-            server.record_rejection(ex, exc.status, dialect.name)
-            return dialect.error(exc.status, exc.message)
-        if limit is None:
-            limit = 16  # the legacy endpoint's documented default
-        ex.gen = server.plan(
-            dialect=dialect.name, model=model, stream=stream, prompt_tokens=server.count(prompt),
-            last_user_text=prompt, limit=limit, ignore_eos=ignore_eos, min_tokens=min_tokens,
-        )
-        return await server.generate(ex, CompletionEncoder(ex, include_usage=include_usage), dialect)
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await serve_generation(self.host, request, self, self._chat_ask)
 
-    async def models(request: web.Request) -> web.Response:
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await serve_generation(self.host, request, self, self._completion_ask)
+
+    async def models(self, request: web.Request) -> web.Response:
         created = int(time.time())
         return json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": created, "owned_by": "loadbench-sim"}
-            for m in server.models
+            for m in self.host.models
         ]})
 
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_post("/chat/completions", chat)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_get("/v1/models", models)
+    def _chat_ask(self, body: dict[str, Any]) -> tuple[Ask, Callable[[Exchange], Encoder]]:
+        model, stream, limit, ignore_eos, min_tokens, include_usage = _common(body)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest(400, "messages must be a non-empty list")
+        texts, last_user = chat_texts(messages)
+        visible = "reasoner" in model
+        hidden = body.get("reasoning_effort") is not None and not visible
+        ask = Ask(
+            model=model, stream=stream, prompt_tokens=self.host.chat_tokens(texts), last_user_text=last_user,
+            limit=limit, ignore_eos=ignore_eos, min_tokens=min_tokens,
+            reasoning=self.host.config.reasoning_tokens if (visible or hidden) else 0,
+            reasoning_visible=visible, schema=requested_schema(body, texts),
+        )
+        return ask, lambda ex: ChatEncoder(ex, include_usage=include_usage)
+
+    def _completion_ask(self, body: dict[str, Any]) -> tuple[Ask, Callable[[Exchange], Encoder]]:
+        model, stream, limit, ignore_eos, min_tokens, include_usage = _common(body)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise BadRequest(400, "prompt must be a string")
+        ask = Ask(
+            model=model, stream=stream, prompt_tokens=self.host.count(prompt), last_user_text=prompt,
+            limit=16 if limit is None else limit,  # the legacy endpoint's documented default
+            ignore_eos=ignore_eos, min_tokens=min_tokens,
+        )
+        return ask, lambda ex: CompletionEncoder(ex, include_usage=include_usage)

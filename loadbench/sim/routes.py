@@ -1,27 +1,49 @@
-"""Routing: every dialect's endpoints plus the simulator's own (health, metrics, tokenizer, trace)."""
+"""The simulator's aiohttp app: every dialect's endpoints plus the simulator's own (health,
+metrics, tokenizer, trace, config)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from loadbench.sim.server import SimServer, json_response
+from loadbench.sim.anthropic import AnthropicDialect
+from loadbench.sim.ollama import OllamaDialect
+from loadbench.sim.openai import OpenAIDialect
+from loadbench.sim.serving import Simulator
 from loadbench.sim.text import message_text, token_ids
+from loadbench.sim.toolkit import json_response
 
-__all__ = ["install"]
+__all__ = ["build_app", "render_metrics"]
 
 
-def install(app: web.Application, server: SimServer) -> None:
-    """Add every route to ``app``."""
-    from loadbench.sim import anthropic, ollama, openai
+def build_app(sim: Simulator) -> web.Application:
+    """The app serving ``sim``: each dialect's routes, then the simulator's own."""
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    for dialect in (OpenAIDialect(sim), AnthropicDialect(sim), OllamaDialect(sim)):
+        dialect.install(app)
+    OwnRoutes(sim).install(app)
+    return app
 
-    openai.install(app, server)
-    anthropic.install(app, server)
-    ollama.install(app, server)
 
-    async def health(request: web.Request) -> web.Response:
+class OwnRoutes:
+    """The simulator's own endpoints: not any dialect's, so their errors are plain ``{"error": ...}``."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/health", self.health)
+        if self.sim.config.tokenize:
+            app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/sim/trace", self.trace)
+        app.router.add_get("/sim/config", self.config)
+
+    async def health(self, request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
-    async def tokenize_route(request: web.Request) -> web.Response:
+    async def tokenize(self, request: web.Request) -> web.Response:
+        """llama.cpp's ``/tokenize`` (``content``; ``with_pieces``), or vLLM's chat form
+        (``messages``: the whole request as the chat endpoint counts it, template included)."""
         try:
             body = await request.json()
         except ValueError:
@@ -30,40 +52,32 @@ def install(app: web.Application, server: SimServer) -> None:
             return json_response({"error": "the body must be a JSON object"}, 400)
         messages = body.get("messages")
         if messages is not None:
-            # vLLM's chat form: the whole request as the chat endpoint counts it, template included.
             if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
                 return json_response({"error": "messages must be a list of objects"}, 400)
             texts = [message_text(m.get("content")) for m in messages]
-            return json_response({"count": server.chat_tokens(texts)})
+            return json_response({"count": self.sim.chat_tokens(texts)})
         content = body.get("content", body.get("prompt"))
         if not isinstance(content, str):
             return json_response({"error": "content must be a string"}, 400)
-        pieces = server.tokenizer.tokenize(content)
+        pieces = self.sim.tokenizer.tokenize(content)
         ids = token_ids(pieces)
         if body.get("with_pieces"):
             return json_response({"tokens": [{"id": i, "piece": p} for i, p in zip(ids, pieces, strict=True)]})
         return json_response({"tokens": ids})
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=render_metrics(server), content_type="text/plain", charset="utf-8")
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=render_metrics(self.sim), content_type="text/plain", charset="utf-8")
 
-    async def trace(request: web.Request) -> web.Response:
-        if server.trace is None:
+    async def trace(self, request: web.Request) -> web.Response:
+        if self.sim.trace is None:
             return json_response({"error": "the trace is off (SimConfig.trace=False)"}, 404)
-        return web.Response(body=server.trace.contents(), content_type="application/x-ndjson")
+        return web.Response(body=self.sim.trace.contents(), content_type="application/x-ndjson")
 
-    async def config(request: web.Request) -> web.Response:
-        return web.Response(text=server.config.to_json(), content_type="application/json")
-
-    app.router.add_get("/health", health)
-    if server.config.tokenize:
-        app.router.add_post("/tokenize", tokenize_route)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/sim/trace", trace)
-    app.router.add_get("/sim/config", config)
+    async def config(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.sim.config.to_json(), content_type="application/json")
 
 
-def render_metrics(server: SimServer) -> str:
+def render_metrics(server: Simulator) -> str:
     """Prometheus text exposition of the server's state, named after vLLM's metrics."""
     engine = server.engine
     stats = engine.stats
