@@ -18,7 +18,7 @@ whole-system sensor), and are reported beside the total, never added to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Signal = Literal["counter_j", "power_w", "interval_power_w"]
@@ -103,3 +103,14 @@ def describe_measures(channels: list[Channel]) -> str:
         if channel.in_total and channel.measures not in seen:
             seen.append(channel.measures)
     return ", ".join(seen)
+
+
+@dataclass(slots=True, eq=False)
+class SourceData:
+    """One opened source and everything it produced."""
+
+    name: str
+    source: EnergySource
+    channels: list[Channel]
+    readings: list[Reading] = field(default_factory=list)
+    gaps: list[tuple[int, str]] = field(default_factory=list)  # (t_ns, error) per failed read

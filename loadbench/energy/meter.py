@@ -16,33 +16,21 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadbench.energy import report as _report
 from loadbench.energy.base import (
-    Channel,
     EnergySource,
     Reading,
+    SourceData,
     SourceUnavailable,
     describe_measures,
 )
 from loadbench.energy.config import EnergyConfig
 from loadbench.energy.detect import make_source, plan
 from loadbench.energy.integrate import cumulative
+from loadbench.energy.report import Attribution, Metered, summary
 from loadbench.errors import ConfigError
-
-
-@dataclass(slots=True, eq=False)
-class SourceData:
-    """One opened source and everything it produced."""
-
-    name: str
-    source: EnergySource
-    channels: list[Channel]
-    readings: list[Reading] = field(default_factory=list)
-    gaps: list[tuple[int, str]] = field(default_factory=list)  # (t_ns, error) per failed read
 
 
 class EnergyMeter:
@@ -193,21 +181,23 @@ class EnergyMeter:
             self._sample_now()
         with self._lock:
             snapshot = [SourceData(d.name, d.source, d.channels, list(d.readings), list(d.gaps)) for d in self._opened]
-        return _report.build(
+        metered = Metered(
             snapshot,
-            config=self.config,
+            idle_ns=self.idle_ns,
+            sources_tried=self.sources_tried(),
+            missed_ticks=self.missed_ticks,
+            sampler_stuck=self.running and self._closed,
+            sampler_cpu_s=self.sampler_cpu_s,
+        )
+        attribution = Attribution(
             run_ns=run_ns,
             window_ns=window_ns,
-            idle_ns=self.idle_ns,
             output_tokens=output_tokens,
             requests=requests,
             location=location,
             remote_output_tokens=remote_output_tokens,
-            sources_tried=self.sources_tried(),
-            missed_ticks=self.missed_ticks,
-            sampler_cpu_s=self.sampler_cpu_s,
-            sampler_stuck=self.running and self._closed,
         )
+        return summary(metered, attribution, self.config)
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write ``energy.csv``: one row per reading per channel, and one per gap, in time order.

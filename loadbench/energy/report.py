@@ -19,16 +19,74 @@ Definitions (energies in Wh, powers in W, per-token figures in J):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from loadbench.energy.base import Channel, SourceData
 from loadbench.energy.config import EnergyConfig
-from loadbench.energy.integrate import cumulative
+from loadbench.energy.integrate import Timeline, cumulative
 
-if TYPE_CHECKING:
-    from loadbench.energy.meter import SourceData
+__all__ = ["Attribution", "Metered", "build", "format_line", "summary"]
 
 _J_PER_WH = 3600.0
 _LOW_COVERAGE = 0.95
+
+Location = Literal["local", "remote", "hybrid"]
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """What the meter saw: each opened source's readings and gaps, the idle baseline's span
+    (None: no baseline), every source considered (``EnergyMeter.sources_tried``) and the
+    sampler's own health (ticks it skipped, whether a read hung at close, its CPU seconds)."""
+
+    sources: Sequence[SourceData]
+    idle_ns: tuple[int, int] | None = None
+    sources_tried: Sequence[dict[str, Any]] = ()
+    missed_ticks: int = 0
+    sampler_stuck: bool = False
+    sampler_cpu_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """What the energy is attributed to: the run's and the measured window's spans
+    (perf_counter_ns), the requests and output tokens completed in the window (None: unknown),
+    where inference ran, and, for a hybrid run, the tokens its remote model generated."""
+
+    run_ns: tuple[int, int]
+    window_ns: tuple[int, int]
+    output_tokens: int | None = None
+    requests: int | None = None
+    location: Location | str = "local"
+    remote_output_tokens: int | None = None
+
+
+def summary(metered: Metered, attribution: Attribution, config: EnergyConfig) -> dict[str, Any]:
+    """The report dict; see the module docstring for what each figure means."""
+    local = _local(metered, attribution, config)
+    local["sampler_cpu_s"] = round(metered.sampler_cpu_s, 4)
+    sources_tried = list(metered.sources_tried)
+    local["sources_tried"] = sources_tried
+    at = attribution
+    window_s = _seconds(at.window_ns)
+    if at.location == "local":
+        return {"location": "local", **local}
+    if at.location == "hybrid":
+        remote = _remote(config, at.remote_output_tokens, at.requests, window_s)
+        if at.remote_output_tokens is None and config.remote_j_per_output_token is not None:
+            remote["notes"].append("remote_output_tokens not given: the remote share is unknown")
+        return {"location": "hybrid", **local, "remote": remote}
+    # remote: the inference happened elsewhere; what was metered here is only the client host.
+    remote = _remote(config, at.output_tokens, at.requests, window_s)
+    client = {k: v for k, v in local.items() if k != "sources_tried"}
+    return {
+        "location": "remote",
+        **remote,
+        "idle_w": None,
+        "client_host": client,
+        "sources_tried": sources_tried,
+    }
 
 
 def build(
@@ -47,197 +105,229 @@ def build(
     sampler_stuck: bool,
     sampler_cpu_s: float = 0.0,
 ) -> dict[str, Any]:
-    """The report dict; see the module docstring for what each figure means."""
-    local = _local(
-        sources,
-        config,
-        run_ns,
-        window_ns,
-        idle_ns,
-        output_tokens,
-        requests,
-        missed_ticks,
-        sampler_stuck,
-    )
-    local["sampler_cpu_s"] = round(sampler_cpu_s, 4)
-    local["sources_tried"] = sources_tried
-    if location == "local":
-        return {"location": "local", **local}
-    if location == "hybrid":
-        tokens = remote_output_tokens
-        remote = _remote(config, tokens, requests, _seconds(window_ns))
-        if tokens is None and config.remote_j_per_output_token is not None:
-            remote["notes"].append("remote_output_tokens not given: the remote share is unknown")
-        return {"location": "hybrid", **local, "remote": remote}
-    # remote: the inference happened elsewhere; what was metered here is only the client host.
-    remote = _remote(config, output_tokens, requests, _seconds(window_ns))
-    client = {k: v for k, v in local.items() if k != "sources_tried"}
-    return {
-        "location": "remote",
-        **remote,
-        "idle_w": None,
-        "client_host": client,
-        "sources_tried": sources_tried,
-    }
+    """``summary`` with its inputs spelled out one by one, for callers not yet moved to it."""
+    metered = Metered(sources, idle_ns, sources_tried, missed_ticks, sampler_stuck, sampler_cpu_s)
+    attribution = Attribution(run_ns, window_ns, output_tokens, requests, location, remote_output_tokens)
+    return summary(metered, attribution, config)
 
 
-def _local(
-    sources: Sequence[SourceData],
-    config: EnergyConfig,
-    run_ns: tuple[int, int],
-    window_ns: tuple[int, int],
-    idle_ns: tuple[int, int] | None,
-    output_tokens: int | None,
-    requests: int | None,
-    missed_ticks: int,
-    sampler_stuck: bool,
-) -> dict[str, Any]:
-    run_s, window_s = _seconds(run_ns), _seconds(window_ns)
-    idle_s = _seconds(idle_ns) if idle_ns else 0.0
+# -- the local figures: per channel, summed over the channels in the total, then the notes ------
+
+
+@dataclass(slots=True)
+class _ChannelFigures:
+    """One channel's energy over the run and the window (J), its window coverage and idle power."""
+
+    data: SourceData
+    channel: Channel
+    samples: int
+    kind: str  # measured or estimated
+    timeline: Timeline
+    run_j: float | None
+    window_j: float | None
+    coverage: float
+    idle_w: float | None
+
+    def row(self) -> dict[str, Any]:
+        """The channel's entry in the report's ``channels`` list."""
+        return {
+            "source": self.data.name,
+            "channel": self.channel.name,
+            "measures": self.channel.measures,
+            "kind": self.kind,
+            "in_total": self.channel.in_total,
+            "detail": self.channel.detail,
+            "samples": self.samples,
+            "wh_total": _wh(self.run_j),
+            "wh_window": _wh(self.window_j),
+            "idle_w": _round(self.idle_w),
+            "coverage": round(self.coverage, 4),
+        }
+
+
+@dataclass(slots=True)
+class _Totals:
+    """The sums over the channels in the total. A net figure (and the idle power) becomes None,
+    for good, as soon as one channel in the total has no idle power."""
+
+    run_j: float = 0.0
+    window_j: float = 0.0
+    measured_window_j: float = 0.0
+    estimated_window_j: float = 0.0
+    idle_w: float | None = 0.0
+    run_net_j: float | None = 0.0
+    window_net_j: float | None = 0.0
+    coverage: float = 1.0
+    kinds: set[str] = field(default_factory=set)
+    basis: list[str] = field(default_factory=list)
+    estimated_cpu: bool = False
+
+    def add(self, fig: _ChannelFigures, at: Attribution) -> None:
+        channel, kind = fig.channel, fig.kind
+        self.kinds.add(kind)
+        if kind == "estimated" and channel.detail and channel.detail not in self.basis:
+            self.basis.append(channel.detail)
+        if kind == "estimated" and channel.measures == "process-cpu":
+            self.estimated_cpu = True
+        self.run_j += fig.run_j or 0.0
+        self.window_j += fig.window_j or 0.0
+        if kind == "measured":
+            self.measured_window_j += fig.window_j or 0.0
+        else:
+            self.estimated_window_j += fig.window_j or 0.0
+        self.coverage = min(self.coverage, fig.coverage)
+        if fig.idle_w is None or self.idle_w is None or self.run_net_j is None or self.window_net_j is None:
+            self.no_net()
+            return
+        # Net of idle over the time this channel's samples cover, so partial coverage does not
+        # subtract idle power for time whose energy is not in the gross either.
+        self.idle_w += fig.idle_w
+        self.run_net_j += (fig.run_j or 0.0) - fig.idle_w * fig.timeline.coverage(*at.run_ns) * _seconds(at.run_ns)
+        self.window_net_j += (fig.window_j or 0.0) - fig.idle_w * fig.coverage * _seconds(at.window_ns)
+
+    def no_net(self) -> None:
+        self.idle_w = self.run_net_j = self.window_net_j = None
+
+
+def _local(metered: Metered, at: Attribution, config: EnergyConfig) -> dict[str, Any]:
+    """The figures metered on this host: per channel, summed, labelled, with notes on their gaps."""
+    totals = _Totals()
     channels: list[dict[str, Any]] = []
     notes: list[str] = []
     parts: list[str] = []
-    kinds: set[str] = set()
-    basis: list[str] = []
-    run_j = window_j = 0.0
-    measured_window_j = estimated_window_j = 0.0
-    idle_w_total: float | None = 0.0
-    coverage = 1.0
+    for data in metered.sources:
+        names_in_total = []
+        for index, channel in enumerate(data.channels):
+            fig = _channel_figures(data, index, channel, metered.idle_ns, at)
+            channels.append(fig.row())
+            if not channel.in_total:
+                continue
+            if not fig.samples:
+                notes.append(f"{data.name}/{channel.name} produced no readings")
+                continue
+            names_in_total.append(channel.name)
+            totals.add(fig, at)
+        if names_in_total:
+            parts.append(f"{data.name}: {', '.join(names_in_total)}")
+    gaps, gap_errors = _gaps(metered.sources)
+    kind = _kind(totals, metered.idle_ns)
+    notes += _notes(kind, totals, metered, gaps)
+    result: dict[str, Any] = {
+        "kind": kind,
+        "source": " + ".join(parts) if parts else None,
+        "sources": [d.name for d in metered.sources],
+        **_figures(kind, totals, metered, at, config),
+        "gaps": gaps,
+        "gap_errors": gap_errors,
+        "missed_ticks": metered.missed_ticks,
+        "channels": channels,
+        "notes": notes,
+    }
+    if kind == "mixed":
+        result["measured_wh_window"] = _round(totals.measured_window_j / _J_PER_WH)
+        result["estimated_wh_window"] = _round(totals.estimated_window_j / _J_PER_WH)
+    return result
+
+
+def _channel_figures(data: SourceData, index: int, channel: Channel, idle_ns: tuple[int, int] | None,
+                     at: Attribution) -> _ChannelFigures:
+    mine = [r for r in data.readings if r.channel == index]
+    timeline, _ = cumulative(
+        channel.signal,
+        [r.t_ns for r in mine],
+        [r.value for r in mine],
+        [r.span_ns for r in mine],
+    )
+    idle_w = None
+    if idle_ns and timeline:
+        covered_s = timeline.coverage(*idle_ns) * _seconds(idle_ns)
+        if covered_s > 0:
+            idle_w = timeline.energy_j(*idle_ns) / covered_s
+    return _ChannelFigures(
+        data=data,
+        channel=channel,
+        samples=len(mine),
+        kind="estimated" if channel.estimated or data.source.estimated else "measured",
+        timeline=timeline,
+        run_j=timeline.energy_j(*at.run_ns) if timeline else None,
+        window_j=timeline.energy_j(*at.window_ns) if timeline else None,
+        coverage=timeline.coverage(*at.window_ns),
+        idle_w=idle_w,
+    )
+
+
+def _gaps(sources: Sequence[SourceData]) -> tuple[int, list[str]]:
+    """How many reads failed, and the first five distinct errors, each labelled with its source."""
     gaps = 0
-    gap_errors: list[str] = []
-    estimated_cpu = False
-
-    run_net_j: float | None = 0.0
-    window_net_j: float | None = 0.0
-
+    errors: list[str] = []
     for data in sources:
         gaps += len(data.gaps)
         for _, error in data.gaps:
             labelled = f"{data.name}: {error}"
-            if labelled not in gap_errors and len(gap_errors) < 5:
-                gap_errors.append(labelled)
-        names_in_total = []
-        for index, channel in enumerate(data.channels):
-            mine = [r for r in data.readings if r.channel == index]
-            timeline, _ = cumulative(
-                channel.signal,
-                [r.t_ns for r in mine],
-                [r.value for r in mine],
-                [r.span_ns for r in mine],
-            )
-            c_run = timeline.energy_j(*run_ns) if timeline else None
-            c_window = timeline.energy_j(*window_ns) if timeline else None
-            c_cov = timeline.coverage(*window_ns)
-            c_idle_w = None
-            if idle_ns and timeline:
-                covered_s = timeline.coverage(*idle_ns) * idle_s
-                if covered_s > 0:
-                    c_idle_w = timeline.energy_j(*idle_ns) / covered_s
-            kind = "estimated" if channel.estimated or data.source.estimated else "measured"
-            channels.append(
-                {
-                    "source": data.name,
-                    "channel": channel.name,
-                    "measures": channel.measures,
-                    "kind": kind,
-                    "in_total": channel.in_total,
-                    "detail": channel.detail,
-                    "samples": len(mine),
-                    "wh_total": _wh(c_run),
-                    "wh_window": _wh(c_window),
-                    "idle_w": _round(c_idle_w),
-                    "coverage": round(c_cov, 4),
-                }
-            )
-            if not channel.in_total:
-                continue
-            if not mine:
-                notes.append(f"{data.name}/{channel.name} produced no readings")
-                continue
-            names_in_total.append(channel.name)
-            kinds.add(kind)
-            if kind == "estimated" and channel.detail and channel.detail not in basis:
-                basis.append(channel.detail)
-            if kind == "estimated" and channel.measures == "process-cpu":
-                estimated_cpu = True
-            run_j += c_run or 0.0
-            window_j += c_window or 0.0
-            if kind == "measured":
-                measured_window_j += c_window or 0.0
-            else:
-                estimated_window_j += c_window or 0.0
-            coverage = min(coverage, c_cov)
-            if c_idle_w is None or idle_w_total is None or run_net_j is None or window_net_j is None:
-                idle_w_total = run_net_j = window_net_j = None
-            else:
-                # Net of idle over the time this channel's samples cover, so partial coverage
-                # does not subtract idle power for time whose energy is not in the gross either.
-                idle_w_total += c_idle_w
-                run_net_j += (c_run or 0.0) - c_idle_w * timeline.coverage(*run_ns) * run_s
-                window_net_j += (c_window or 0.0) - c_idle_w * c_cov * window_s
-        if names_in_total:
-            parts.append(f"{data.name}: {', '.join(names_in_total)}")
+            if labelled not in errors and len(errors) < 5:
+                errors.append(labelled)
+    return gaps, errors
 
-    if not kinds:
-        idle_w_total = run_net_j = window_net_j = None
-    kind = "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "unmetered")
-    if idle_ns is None:
-        idle_w_total = run_net_j = window_net_j = None
+
+def _kind(totals: _Totals, idle_ns: tuple[int, int] | None) -> str:
+    """measured, estimated, mixed or unmetered; net figures are dropped where they cannot hold."""
+    if not totals.kinds or idle_ns is None:
+        totals.no_net()
+    return "mixed" if len(totals.kinds) > 1 else (next(iter(totals.kinds)) if totals.kinds else "unmetered")
+
+
+def _notes(kind: str, totals: _Totals, metered: Metered, gaps: int) -> list[str]:
+    """What a reader must know to trust the figures, in the report's order."""
+    notes: list[str] = []
+    if metered.idle_ns is None:
         notes.append("no idle baseline (idle_s=0): net figures are not available")
-    elif idle_w_total is None and kind != "unmetered":
+    elif totals.idle_w is None and kind != "unmetered":
         notes.append("the idle baseline has no readings for every channel: net figures unavailable")
-    if coverage < _LOW_COVERAGE and kind != "unmetered":
-        notes.append(f"samples cover {coverage:.0%} of the window: energy outside them is missing")
+    if totals.coverage < _LOW_COVERAGE and kind != "unmetered":
+        notes.append(f"samples cover {totals.coverage:.0%} of the window: energy outside them is missing")
     if gaps:
         notes.append(f"{gaps} failed read(s) left gaps, bridged by the next good reading")
-    if missed_ticks:
-        notes.append(f"the sampler fell behind and skipped {missed_ticks} tick(s)")
-    if sampler_stuck:
+    if metered.missed_ticks:
+        notes.append(f"the sampler fell behind and skipped {metered.missed_ticks} tick(s)")
+    if metered.sampler_stuck:
         notes.append("a source read hung at close; the sampler thread was left behind")
     if kind in ("estimated", "mixed"):
-        notes.append("estimate: " + ("; ".join(basis) if basis else "includes estimated figures"))
+        notes.append("estimate: " + ("; ".join(totals.basis) if totals.basis else "includes estimated figures"))
+    return notes
 
+
+def _figures(kind: str, totals: _Totals, metered: Metered, at: Attribution, config: EnergyConfig) -> dict[str, Any]:
+    """The summed figures, in Wh and per request / per output token; None where unmetered."""
+    run_s, window_s = _seconds(at.run_ns), _seconds(at.window_ns)
     label = None
     if kind in ("estimated", "mixed"):
-        label = f"CPU time x {config.watts_per_core:g} W/core" if estimated_cpu else "estimate"
+        label = f"CPU time x {config.watts_per_core:g} W/core" if totals.estimated_cpu else "estimate"
     have = kind != "unmetered"
-    run_wh = run_j / _J_PER_WH if have else None
-    window_wh = window_j / _J_PER_WH if have else None
-    run_net = run_net_j / _J_PER_WH if run_net_j is not None else None
-    window_net = window_net_j / _J_PER_WH if window_net_j is not None else None
-    result: dict[str, Any] = {
-        "kind": kind,
-        "source": " + ".join(parts) if parts else None,
-        "sources": [d.name for d in sources],
-        "estimate_basis": "; ".join(basis) or None,
+    run_wh = totals.run_j / _J_PER_WH if have else None
+    window_wh = totals.window_j / _J_PER_WH if have else None
+    run_net = totals.run_net_j / _J_PER_WH if totals.run_net_j is not None else None
+    window_net = totals.window_net_j / _J_PER_WH if totals.window_net_j is not None else None
+    return {
+        "estimate_basis": "; ".join(totals.basis) or None,
         "estimate_label": label,
         "interval_s": config.interval_s,
-        "idle_s": round(idle_s, 3),
-        "idle_w": _round(idle_w_total),
+        "idle_s": round(_seconds(metered.idle_ns), 3),
+        "idle_w": _round(totals.idle_w),
         "run_s": round(run_s, 3),
         "window_s": round(window_s, 3),
         "wh_total": _round(run_wh),
         "wh_total_net": _round(run_net),
         "wh_window": _round(window_wh),
         "wh_window_net": _round(window_net),
-        "mean_w_window": _round(window_j / window_s) if have and window_s > 0 else None,
-        "requests": requests,
-        "output_tokens": output_tokens,
-        "wh_per_request": _per(window_wh, requests),
-        "wh_per_request_net": _per(window_net, requests),
-        "j_per_output_token": _per(_joules(window_wh), output_tokens),
-        "j_per_output_token_net": _per(_joules(window_net), output_tokens),
-        "coverage": round(coverage, 4) if have else None,
-        "gaps": gaps,
-        "gap_errors": gap_errors,
-        "missed_ticks": missed_ticks,
-        "channels": channels,
-        "notes": notes,
+        "mean_w_window": _round(totals.window_j / window_s) if have and window_s > 0 else None,
+        "requests": at.requests,
+        "output_tokens": at.output_tokens,
+        "wh_per_request": _per(window_wh, at.requests),
+        "wh_per_request_net": _per(window_net, at.requests),
+        "j_per_output_token": _per(_joules(window_wh), at.output_tokens),
+        "j_per_output_token_net": _per(_joules(window_net), at.output_tokens),
+        "coverage": round(totals.coverage, 4) if have else None,
     }
-    if kind == "mixed":
-        result["measured_wh_window"] = _round(measured_window_j / _J_PER_WH)
-        result["estimated_wh_window"] = _round(estimated_window_j / _J_PER_WH)
-    return result
 
 
 def _remote(config: EnergyConfig, tokens: int | None, requests: int | None, window_s: float) -> dict[str, Any]:

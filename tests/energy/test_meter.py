@@ -22,9 +22,9 @@ from loadbench.energy import (
     Reading,
     format_line,
 )
+from loadbench.energy.base import SourceData
 from loadbench.energy.estimate import CpuTimeEstimate
-from loadbench.energy.meter import SourceData
-from loadbench.energy.report import build
+from loadbench.energy.report import Attribution, Metered, build, summary
 from loadbench.errors import ConfigError
 
 S = 1_000_000_000
@@ -257,21 +257,24 @@ def _counter_source(
 
 
 def _build(sources: list[SourceData], config: EnergyConfig | None = None, **kwargs: Any) -> dict[str, Any]:
-    args: dict[str, Any] = dict(
-        config=config or EnergyConfig(),
-        run_ns=(2 * S, 10 * S),
-        window_ns=(4 * S, 8 * S),
-        idle_ns=(0, 2 * S),
-        output_tokens=80,
-        requests=4,
-        location="local",
+    metered = dict(idle_ns=(0, 2 * S), sources_tried=[], missed_ticks=0, sampler_stuck=False)
+    attribution: dict[str, Any] = dict(
+        run_ns=(2 * S, 10 * S), window_ns=(4 * S, 8 * S), output_tokens=80, requests=4, location="local",
         remote_output_tokens=None,
-        sources_tried=[],
-        missed_ticks=0,
-        sampler_stuck=False,
     )
-    args.update(kwargs)
-    return build(sources, **args)
+    for key, value in kwargs.items():
+        (metered if key in metered else attribution)[key] = value
+    return summary(Metered(sources, **metered), Attribution(**attribution), config or EnergyConfig())
+
+
+def test_build_spelled_out_is_summary() -> None:
+    sources = [_counter_source("gpu", [10, 10] + [50] * 8)]
+    spelled = build(
+        sources, config=EnergyConfig(), run_ns=(2 * S, 10 * S), window_ns=(4 * S, 8 * S), idle_ns=(0, 2 * S),
+        output_tokens=80, requests=4, location="hybrid", remote_output_tokens=None, sources_tried=[],
+        missed_ticks=1, sampler_stuck=False,
+    )
+    assert spelled == _build(sources, location="hybrid", missed_ticks=1)
 
 
 def test_gross_net_per_request_and_per_token_are_exact() -> None:
