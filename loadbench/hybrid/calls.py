@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any
 
+import loadbench.hybrid.prompts as prompts
+import loadbench.hybrid.replies as replies
 from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.hybrid import prompts, replies
 from loadbench.load.interface import Sender
 from loadbench.metrics.record import RequestRecord
 from loadbench.workloads.prompt import Message, Prompt

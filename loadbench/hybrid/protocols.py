@@ -19,11 +19,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import loadbench.hybrid.prompts as prompts
 from loadbench.errors import ConfigError, ErrorCategory, RequestFailed
-from loadbench.hybrid import prompts
 from loadbench.hybrid.calls import ProtocolFailed, RequestRun, Side
 from loadbench.hybrid.chunking import CHUNKINGS, Chunking
-from loadbench.workloads.prompt import Message
+from loadbench.workloads.prompt import Message, Prompt
 
 
 def _positive(owner: str, name: str, value: Any) -> None:
@@ -263,9 +263,7 @@ class Minions:
                 "citation": answer.get("citation")}
 
 
-def _prompt(messages: list[Message], max_tokens: int) -> Any:
-    from loadbench.workloads.prompt import Prompt
-
+def _prompt(messages: list[Message], max_tokens: int) -> Prompt:
     return Prompt(messages=tuple(messages), max_output_tokens=max_tokens)
 
 
