@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+import loadbench.results.html.charts as charts
 from loadbench.results.frames import RunData
-from loadbench.results.html import charts
 from loadbench.results.html.page import Page, table
 from loadbench.results.html.run_report import _SCALE, _plan_text, _stop_text, _token_rate
 from loadbench.results.html.svg import color

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+import loadbench.results.html.charts as charts
 from loadbench.metrics.recorder import METRICS
 from loadbench.results.frames import RunData
-from loadbench.results.html import charts
 from loadbench.results.html.page import Page, cards, facts, table
 from loadbench.results.html.svg import Chart, color, empty, fmt_number, nice_max
 from loadbench.results.report import METRIC_ROWS

@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import loadbench.results.html.charts as charts
 from loadbench.errors import LoadbenchError
 from loadbench.results.frames import RunData, StudyData, load_run
-from loadbench.results.html import charts
 from loadbench.results.html.compare_report import overlay_charts
 from loadbench.results.html.page import Page, cards, facts, table
 from loadbench.results.html.svg import Chart, color, empty, fmt_number, nice_max
