@@ -195,3 +195,34 @@ def test_only_the_last_user_message_is_matched():
             return (await r.json())["choices"][0]["message"]["content"]
 
     assert "Earth" not in run(with_server(SimConfig(responders=RESPONDERS), body))
+
+
+def test_every_dialect_rejects_through_one_path_traced_only_when_it_would_generate():
+    """A bad generating request is answered in its dialect's error shape and traced as an error; a
+    bad body on an endpoint that does not generate gets the same shape and no trace record."""
+    rejected = [
+        ("/v1/chat/completions", {"model": "m", "messages": []}, "openai",
+         lambda b: b["error"]["type"] == "invalid_request_error"),
+        ("/v1/messages", {"model": "m", "messages": [{"role": "user", "content": "x"}]}, "anthropic",
+         lambda b: b["type"] == "error" and b["error"]["message"] == "max_tokens: Field required"),
+        ("/api/chat", {"model": "nope", "messages": []}, "ollama",
+         lambda b: b == {"error": 'model "nope" not found, try pulling it first'}),
+    ]
+    untraced = [("/v1/messages/count_tokens", lambda b: b["type"] == "error"),
+                ("/api/show", lambda b: set(b) == {"error"})]
+
+    async def body(server, session):
+        for path, payload, dialect, shaped in rejected:
+            async with session.post(server.base_url + path, json=payload, headers={REQUEST_ID_HEADER: dialect}) as r:
+                assert r.status in (400, 404) and shaped(await r.json()), path
+        for path, shaped in untraced:
+            async with session.post(server.base_url + path, data=b"not json") as r:
+                assert r.status == 400 and shaped(await r.json()), path
+        async with session.get(server.base_url + "/sim/trace") as r:
+            return [json.loads(line) for line in (await r.read()).decode().splitlines() if line]
+
+    records = run(with_server(SimConfig(), body))
+    assert [(r["id"], r["dialect"], r["outcome"]) for r in records] == [
+        ("openai", "openai", "error"), ("anthropic", "anthropic", "error"), ("ollama", "ollama", "error")
+    ]
+    assert [r["status"] for r in records] == [400, 400, 404]
