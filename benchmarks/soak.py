@@ -44,7 +44,7 @@ def facts_baseline(n: int = 100_000) -> tuple[float, float]:
     """MB held for ``n`` requests' summary facts: (a list per request as before, the tallies now)."""
     import numpy as np
 
-    from loadbench.experiment import _RunFacts
+    from loadbench.metrics.facts import RunFacts
     from loadbench.metrics.record import RequestRecord
     from loadbench.workloads.prompt import Prompt
 
@@ -73,7 +73,7 @@ def facts_baseline(n: int = 100_000) -> tuple[float, float]:
     old_mb = (tracemalloc.get_traced_memory()[0] - before) / 2**20
     del old_lengths, old_server
     before = tracemalloc.get_traced_memory()[0]
-    facts = _RunFacts({})
+    facts = RunFacts({})
     for r in records():
         facts.add(r, prompt)
     new_mb = (tracemalloc.get_traced_memory()[0] - before) / 2**20

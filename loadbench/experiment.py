@@ -18,21 +18,16 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import platform
 import secrets
 import signal
-import socket
 import sys
 import time
-from array import array
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from loadbench.deployments.base import ClientSettings
 from loadbench.errors import LoadbenchError, RunAborted
@@ -41,12 +36,13 @@ from loadbench.load.executors import Driver, resolve_executor
 from loadbench.load.plans import NS_PER_S, Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.drift import DriftTracker, default_window_s
+from loadbench.metrics.facts import RunFacts
 from loadbench.metrics.harness import HarnessMonitor
-from loadbench.metrics.hdr import fast_percentiles, new_histogram, record
 from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder, Snapshot
 from loadbench.metrics.slo import SloTally
-from loadbench.metrics.summary import build_summary
+from loadbench.metrics.summary import build_summary, load_summary
+from loadbench.results import run_info
 from loadbench.results.run import RunResult
 from loadbench.results.run_dir import (
     RunWriter,
@@ -56,9 +52,10 @@ from loadbench.results.run_dir import (
     release_reserve,
     write_json,
 )
-from loadbench.scenario import Scenario
+from loadbench.results.run_info import RunClock
+from loadbench.scenario import Scenario, describe_value, redact_url
 from loadbench.workloads.prompt import Prompt
-from loadbench.workloads.report import LengthTally, counter_percentile, lengths_outcome, lengths_plan
+from loadbench.workloads.report import lengths_outcome, lengths_plan
 
 _SNAPSHOT_S = 0.25
 _SIM_POLL_S = 0.2  # how soon a dead embedded simulator is noticed
@@ -118,32 +115,6 @@ class _Silent:
 
     def stopping(self, reason: str) -> None:
         pass
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user:password and query string, which may carry credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("loadbench", "aiohttp", "uvloop", "numpy", "hdrhistogram", "orjson", "rich"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
-
-
-def _describe(value: Any) -> Any:
-    describe = getattr(value, "describe", None)
-    if callable(describe):
-        return describe()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"type": type(value).__name__, **dataclasses.asdict(value)}
-    return None if value is None else repr(value)
 
 
 def _pool_size(scenario: Scenario) -> int:
@@ -258,7 +229,7 @@ class Experiment:
             scheduled=0,
             timing=None,
             meter=None,
-            facts=_RunFacts(),
+            facts=RunFacts(),
             slo=SloTally(scenario.slo) if scenario.slo else None,
             drift=DriftTracker(1.0),
             harness=HarnessMonitor(Path(os.devnull), start_ns=0),
@@ -290,227 +261,98 @@ class Experiment:
         self, scenario: Scenario, target: TargetInfo, out_dir: Path, meter: Any, observer: Observer, sim: Any,
         judge: LiveJudge,
     ) -> RunResult:
-        run_id = secrets.token_hex(4)
-        anchor_ns, anchor_epoch_s = time.perf_counter_ns(), time.time()
-        settings = ClientSettings(
-            pool_size=_pool_size(scenario),
-            timeouts=scenario.timeouts,
-            reasoning=scenario.reasoning,
-            quant=scenario.quant,
-            simulated=target.kind == "sim",
-            keep_text=scenario.check_answers,
+        """Measure the load against ``target`` and write every result file.
+
+        The steps, in order: run.json's first form and the measures that will count the records;
+        the deployment's client, whose checks decide whether the run started (run.json is written
+        once they pass); the load, with everything that writes and watches it; then summary.json
+        and run.json's ending. Everything opened is closed whatever fails: the client and the
+        load's parts on one exit stack, wound down before the summary is made; the signal
+        handlers on another, held until the last file is written (a Ctrl-C never cuts it short).
+        """
+        clock = RunClock.now()
+        info = run_info.started(
+            secrets.token_hex(4), scenario=self.describe_scenario(scenario), target=target.describe(), clock=clock
         )
-        run_info: dict[str, Any] = {
-            "run_id": run_id,
-            "scenario": self.describe_scenario(scenario),
-            "target": target.describe(),
-            "versions": _versions(),
-            "host": {
-                "hostname": socket.gethostname(),
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
-            },
-            "clock": {"perf_counter_ns": anchor_ns, "epoch_s": anchor_epoch_s},
-            "started_at": datetime.fromtimestamp(anchor_epoch_s, UTC).isoformat(),
-            "status": "running",
-        }
-
-        stop = scenario.stop
-        window_s = scenario.drift_window_s or default_window_s(
-            None if stop.duration_s is None else stop.duration_s - stop.warmup_s - stop.cooldown_s,
-            scenario.hlog_interval_s,
-        )
-        drift = DriftTracker(window_s)
-        recorder = Recorder(on_interval=drift.add)
-        stream = _open_stream(scenario, target)
-        observe = getattr(stream, "observe", None)
-        facts = _RunFacts(getattr(scenario.workload, "check", None))
-        slo = SloTally(scenario.slo) if scenario.slo else None
-        lengths = lengths_plan(stream, scenario.stop, users=_pool_size(scenario))
-        if lengths is not None:
-            run_info["lengths"] = lengths
-            _note(observer, lengths["note"])
-
-        async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
-            # The model actually sent (a preset resolved with the run's quant and reasoning, or
-            # the server's own model picked), known only now that the target has been asked.
-            sent_model = getattr(getattr(sender, "wire", None), "model", None)
-            if sent_model:
-                target = dataclasses.replace(target, model=sent_model)
-                run_info["target"] = target.describe()
-                deployment_info = run_info["scenario"]["deployment"]
-                deployment_info["tag" if "tag" in deployment_info else "model"] = sent_model
-            # run.json is written only once the target has passed its checks: a run without it
-            # never started, and its directory is removed.
-            write_json(out_dir / "run.json", run_info)
-            observer.target_ready(target, out_dir)  # announced once it exists and the target answered
-            aborted: list[str] = []  # why the run had to stop early, in order
-            scheduler: Scheduler | None = None
-
-            def on_write_failure(failure: WriteFailure) -> None:
-                aborted.append(f"{failure}; the run was stopped")
-                observer.stopping(f"{failure}: stopping the run, draining in-flight requests into the summary")
-                if scheduler is not None:
-                    scheduler.request_stop("write_failed")
-
-            writer = RunWriter(
-                out_dir,
-                recorder=recorder,
-                start_ns=anchor_ns,
-                start_epoch_s=anchor_epoch_s,
-                hlog_interval_s=scenario.hlog_interval_s,
-                chunk_times=scenario.chunk_times,
-                on_failure=on_write_failure,
-            )
-
-            def on_record(record: RequestRecord, prompt: Prompt | None) -> None:
-                recorder.add(record)
-                writer.add(record)
-                if observe is not None and prompt is not None:
-                    observe(prompt, record)
-                if record.phase == "measured":
-                    if slo is not None:
-                        slo.add(record)
-                    if record.status == "ok":
-                        facts.add(record, prompt)
-
-            executor = resolve_executor(scenario.executor, scenario.workers)
-            if executor is not None:  # workers run the plan; their records arrive here
-                scheduler: Any = Driver(
-                    scenario=scenario,
-                    executor=executor,
-                    base_url=target.base_url,
-                    simulated=target.kind == "sim",
-                    settings=settings,
-                    run_id=run_id,
-                    on_record=on_record,
+        measures = _Measures.open(scenario, target, info, observer)
+        settings = _client_settings(scenario, target)
+        async with contextlib.AsyncExitStack() as until_written:
+            async with contextlib.AsyncExitStack() as load_scope:
+                sender = await load_scope.enter_async_context(
+                    scenario.deployment.open(base_url=target.base_url, settings=settings)
                 )
-            else:
-                scheduler = Scheduler(
-                    plan=scenario.load,
-                    stop=scenario.stop,
-                    sender=sender,
-                    prompts=_prompts(stream),
-                    on_record=on_record,
-                    run_id=run_id,
-                    seed=scenario.seed,
-                    keep_text=scenario.check_answers,
+                target = _target_ready(sender, target, info, out_dir, observer)
+                load = _Load(
+                    load_scope, scenario, target, settings, info["run_id"], clock, measures, sender, out_dir, observer
                 )
-            # A deployment with figures of its own to summarise (a hybrid's protocol and side split).
-            deployment_report = getattr(sender, "report", None)
-            loop = asyncio.get_running_loop()
-            # Installed until every file is written: a Ctrl-C must never cut the summary short.
-            installed = _install_signals(loop, scheduler, observer)
-            if writer.failure is not None:  # the disk was full from the start (already reported)
-                scheduler.request_stop("write_failed")
-            writer.start()
-            # The RSS baseline for growth is taken once start-up (pools, buffers) is past: after
-            # the warm-up and the first drift window.
-            harness = HarnessMonitor(
-                out_dir / "harness.jsonl",
-                start_ns=anchor_ns,
-                in_flight=lambda: scheduler.in_flight,
-                finished=lambda: recorder.status.total(),
-                baseline_after_s=stop.warmup_s + window_s,
-            )
-            harness.start()
-            gates_lost: list[Gate] = []
-            gate_watcher = (
-                loop.create_task(_watch_gates(judge, scheduler, recorder, observer, gates_lost)) if judge else None
-            )
-            scraper = None
-            if scenario.scrape_metrics:
-                from loadbench.metrics.prometheus import MetricsScraper, metrics_url
+                until_written.enter_context(_signals(load.scheduler, observer))
+                await load.run(load_scope, meter, sim, judge)
+            summary = self._conclude(scenario, target, measures, load, meter, observer, out_dir, info)
+        return _result(out_dir, summary, info, load)
 
-                explicit = scenario.scrape_metrics if isinstance(scenario.scrape_metrics, str) else None
-                scraper = MetricsScraper(
-                    metrics_url(target.base_url, explicit),
-                    out_dir / "server_metrics.jsonl",
-                    start_ns=anchor_ns,
-                    interval_s=scenario.scrape_interval_s,
-                )
-                scraper.start()
-            if meter is not None:
-                meter.mark("load_start")
-            ticker = loop.create_task(_tick(scheduler, recorder, scenario, observer))
-            watcher = loop.create_task(_watch_sim(sim, scheduler, observer, aborted)) if sim is not None else None
-            timing: RunTiming | None = None
-            failure: BaseException | None = None
-            try:
-                with _calm_gc():
-                    timing = await scheduler.run()
-            except BaseException as exc:  # a harness bug or a hard cancel: still write what was measured
-                failure = exc
-            finally:
-                ticker.cancel()
-                if watcher is not None:
-                    watcher.cancel()
-                if gate_watcher is not None:
-                    gate_watcher.cancel()
-                await harness.close()
-                if meter is not None:
-                    meter.mark("load_end")
-                await writer.close()
-                scraped = await scraper.close() if scraper is not None else None
+    @classmethod
+    def _conclude(
+        cls, scenario: Scenario, target: TargetInfo, measures: _Measures, load: _Load, meter: Any,
+        observer: Observer, out_dir: Path, info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Write summary.json, then run.json with the run's ending, and return the summary.
 
+        A file that cannot be written is one more reason the run stopped (``load.aborted``); the
+        summary is returned all the same (the CLI prints it instead).
+        """
+        release_reserve(out_dir)  # its room is for what follows, should the disk be full
+        summary = cls._final_summary(scenario, target, measures, load, meter, observer)
         try:
-            release_reserve(out_dir)  # its room is for what follows, should the disk be full
-            hybrid = deployment_report() if callable(deployment_report) else None
-            summary = self._summarize(
-                scenario, target, recorder, scheduled=scheduler.scheduled, timing=timing, meter=meter, facts=facts,
-                slo=slo, drift=drift, harness=harness, hybrid=hybrid,
-            )  # fmt: skip
-            if isinstance(scheduler, Driver):
-                summary["workers"] = scheduler.worker_report()
-            if scraped is not None:
-                summary["server_metrics"] = scraped
-            if scenario.gates:
-                summary["gates"] = evaluate(
-                    scenario.gates, summary, _METRIC_KEYS, aborted_by=gates_lost[0].expr if gates_lost else None
-                )
-            if lengths is not None:
-                lengths.update(lengths_outcome(stream, summary["lengths"], facts.indices))
-                summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
-                for warning in lengths.get("warnings", ()):
-                    _note(observer, f"warning: {warning}")
-            if writer.records_unwritten:
-                summary["requests"]["unwritten_records"] = writer.records_unwritten
-            try:
-                write_json(out_dir / "summary.json", summary)
-            except OSError as exc:
-                aborted.append(f"cannot write summary.json: {exc.strerror or exc} (it is printed instead)")
-            if meter is not None:
-                meter.flush_csv()
-                if meter.csv_error:
-                    summary.setdefault("energy", {})["csv_error"] = meter.csv_error
-            if failure is not None:
-                run_info["status"] = "failed"
-                run_info["error"] = type(failure).__name__
-            elif aborted:
-                run_info["status"] = "failed"
-                run_info["error"] = aborted[0]
-            elif scheduler.interrupted:  # a signal while the results were written counts too
-                run_info["status"] = "interrupted"
-            elif gates_lost:
-                run_info["status"] = "aborted"
-                run_info["aborted_by_gate"] = gates_lost[0].expr
-            else:
-                run_info["status"] = "finished"
-            run_info["stopped_by"] = timing.stopped_by if timing else "error"
-            run_info["finished_at"] = datetime.now(UTC).isoformat()
-            try:
-                write_json(out_dir / "run.json", run_info)
-            except OSError as exc:
-                aborted.append(f"cannot write run.json: {exc.strerror or exc}")
-        finally:
-            _remove_signals(loop, installed)
-        if failure is not None:
-            raise failure
-        result = RunResult(path=out_dir, summary=summary, run=run_info)
-        if aborted:
-            raise RunAborted("; ".join(aborted) + f"; what was measured is in {out_dir}", result)
-        return result
+            write_json(out_dir / "summary.json", summary)
+        except OSError as exc:
+            load.aborted.append(f"cannot write summary.json: {exc.strerror or exc} (it is printed instead)")
+        if meter is not None:
+            meter.flush_csv()
+            if meter.csv_error:
+                summary.setdefault("energy", {})["csv_error"] = meter.csv_error
+        info.update(
+            run_info.ended(
+                failure=load.failure,
+                aborted=load.aborted,
+                interrupted=load.scheduler.interrupted,  # a signal while the results were written counts too
+                gate_lost=load.gates_lost[0].expr if load.gates_lost else None,
+                stopped_by=load.timing.stopped_by if load.timing else "error",
+            )
+        )
+        try:
+            write_json(out_dir / "run.json", info)
+        except OSError as exc:
+            load.aborted.append(f"cannot write run.json: {exc.strerror or exc}")
+        return summary
+
+    @classmethod
+    def _final_summary(
+        cls, scenario: Scenario, target: TargetInfo, measures: _Measures, load: _Load, meter: Any, observer: Observer
+    ) -> dict[str, Any]:
+        """The finished run's summary: every section ``_summarize`` makes, and those only a real
+        run has: the workers, the server's metrics, the gates' verdicts, the length calibration's
+        outcome (its warnings noted to the observer), records the writer could not write."""
+        hybrid = load.report() if callable(load.report) else None
+        summary = cls._summarize(
+            scenario, target, measures.recorder, scheduled=load.scheduler.scheduled, timing=load.timing, meter=meter,
+            facts=measures.facts, slo=measures.slo, drift=measures.drift, harness=load.harness, hybrid=hybrid,
+        )  # fmt: skip
+        if isinstance(load.scheduler, Driver):
+            summary["workers"] = load.scheduler.worker_report()
+        if load.scraped is not None:
+            summary["server_metrics"] = load.scraped
+        if scenario.gates:
+            aborted_by = load.gates_lost[0].expr if load.gates_lost else None
+            summary["gates"] = evaluate(scenario.gates, summary, _METRIC_KEYS, aborted_by=aborted_by)
+        lengths = measures.lengths
+        if lengths is not None:  # the same dict as run.json's "lengths": its ending goes there too
+            lengths.update(lengths_outcome(measures.stream, summary["lengths"], measures.facts.indices))
+            summary["lengths"]["calibration"] = {k: v for k, v in lengths.items() if k != "note"}
+            for warning in lengths.get("warnings", ()):
+                _note(observer, f"warning: {warning}")
+        if load.writer.records_unwritten:
+            summary["requests"]["unwritten_records"] = load.writer.records_unwritten
+        return summary
 
     @staticmethod
     def _summarize(
@@ -521,7 +363,7 @@ class Experiment:
         scheduled: int,
         timing: RunTiming | None,
         meter: Any,
-        facts: _RunFacts,
+        facts: RunFacts,
         slo: SloTally | None,
         drift: DriftTracker,
         harness: HarnessMonitor,
@@ -535,7 +377,8 @@ class Experiment:
         }
         goodput_ok = slo.met_all if slo is not None else None
         summary.update(build_summary(recorder, scheduled=scheduled, goodput_ok=goodput_ok))
-        summary["load"] = _load_summary(scenario, scheduled, timing)
+        scheduling_ns = timing.scheduling_stopped_ns - timing.start_ns if timing else 0
+        summary["load"] = load_summary(describe_value(scenario.load), scheduled, scheduling_ns)
         if slo is not None:
             summary["slo"] = slo.report(summary["window"]["duration_s"])
         summary["lengths"] = facts.lengths.report()
@@ -574,28 +417,255 @@ class Experiment:
 
     @staticmethod
     def describe_scenario(scenario: Scenario) -> dict[str, Any]:
-        """The resolved scenario for run.json (deployments describe themselves without secrets)."""
-        return {
-            "name": scenario.name,
-            "workload": _describe(scenario.workload),
-            "deployment": scenario.deployment.describe(),
-            "reasoning": scenario.reasoning,
-            "quant": _describe(scenario.quant),
-            "load": _describe(scenario.load),
-            "stop": scenario.stop.describe(),
-            "target": "sim" if scenario.target == "sim" else (redact_url(scenario.target) if scenario.target else None),
-            "sim": _describe(scenario.sim) if scenario.target == "sim" else None,
-            "seed": scenario.seed,
-            "timeouts": dataclasses.asdict(scenario.timeouts),
-            "slo": dict(scenario.slo),
-            "energy": False if scenario.energy is False else _describe(scenario.energy),
-            "check_answers": scenario.check_answers,
-            "scrape_metrics": scenario.scrape_metrics,
-            "gates": [g.describe() for g in scenario.gates],
-            "drift_window_s": scenario.drift_window_s,
-            "workers": scenario.workers,
-            "executor": _describe(scenario.executor),
-        }
+        """The resolved scenario for run.json (see ``Scenario.describe``)."""
+        return scenario.describe()
+
+
+# -- the steps of a run -----------------------------------------------------------------------
+
+
+def _client_settings(scenario: Scenario, target: TargetInfo) -> ClientSettings:
+    """What the deployment's client is opened with: a connection pool the size of the load's
+    concurrency, the scenario's timeouts, reasoning and quant, and answer text kept only when the
+    run checks answers."""
+    return ClientSettings(
+        pool_size=_pool_size(scenario),
+        timeouts=scenario.timeouts,
+        reasoning=scenario.reasoning,
+        quant=scenario.quant,
+        simulated=target.kind == "sim",
+        keep_text=scenario.check_answers,
+    )
+
+
+@dataclass(slots=True)
+class _Measures:
+    """What counts the run's records as they arrive: the recorder (histograms and counters, each
+    closed interval handed to the drift tracker), the summary's other facts, the SLO tally, and
+    the prompt stream with its length plan (``lengths``, ``None`` where the workload plans none)."""
+
+    recorder: Recorder
+    drift: DriftTracker
+    window_s: float  # the drift window, after which the harness takes its memory baseline
+    stream: Any
+    facts: RunFacts
+    slo: SloTally | None
+    lengths: dict[str, Any] | None
+
+    @classmethod
+    def open(cls, scenario: Scenario, target: TargetInfo, info: dict[str, Any], observer: Observer) -> _Measures:
+        """Make the measures and open the workload's prompt stream (its prompts measured against
+        the target where it tokenizes); the length plan goes into ``info`` (run.json) and its note
+        to the observer."""
+        stop = scenario.stop
+        window_s = scenario.drift_window_s or default_window_s(
+            None if stop.duration_s is None else stop.duration_s - stop.warmup_s - stop.cooldown_s,
+            scenario.hlog_interval_s,
+        )
+        drift = DriftTracker(window_s)
+        recorder = Recorder(on_interval=drift.add)
+        stream = _open_stream(scenario, target)
+        facts = RunFacts(getattr(scenario.workload, "check", None))
+        slo = SloTally(scenario.slo) if scenario.slo else None
+        lengths = lengths_plan(stream, stop, users=_pool_size(scenario))
+        if lengths is not None:
+            info["lengths"] = lengths
+            _note(observer, lengths["note"])
+        return cls(recorder, drift, window_s, stream, facts, slo, lengths)
+
+    def on_record(self, writer: RunWriter) -> Callable[[RequestRecord, Prompt | None], None]:
+        """The scheduler's ``on_record`` (hot path, no I/O): each finished record counted, queued
+        for ``writer``, shown to the stream (its length calibration) and, when measured, judged
+        against the SLOs and, when ``ok``, tallied in the facts."""
+        recorder, slo, facts = self.recorder, self.slo, self.facts
+        observe = getattr(self.stream, "observe", None)
+
+        def on_record(record: RequestRecord, prompt: Prompt | None) -> None:
+            recorder.add(record)
+            writer.add(record)
+            if observe is not None and prompt is not None:
+                observe(prompt, record)
+            if record.phase == "measured":
+                if slo is not None:
+                    slo.add(record)
+                if record.status == "ok":
+                    facts.add(record, prompt)
+
+        return on_record
+
+
+def _target_ready(
+    sender: Any, target: TargetInfo, info: dict[str, Any], out_dir: Path, observer: Observer
+) -> TargetInfo:
+    """The target as the opened client resolved it; run.json is written (a run directory without
+    it never started, and is removed) and the observer told, once it exists and the target answered."""
+    # The model actually sent (a preset resolved with the run's quant and reasoning, or the
+    # server's own model picked), known only now that the target has been asked.
+    sent_model = getattr(getattr(sender, "wire", None), "model", None)
+    if sent_model:
+        target = dataclasses.replace(target, model=sent_model)
+        info["target"] = target.describe()
+        deployment_info = info["scenario"]["deployment"]
+        deployment_info["tag" if "tag" in deployment_info else "model"] = sent_model
+    write_json(out_dir / "run.json", info)
+    observer.target_ready(target, out_dir)
+    return target
+
+
+class _Load:
+    """The load phase: the scheduler (or the driver of the workers that run the plan), the writer
+    its records go to, and what watches it: the harness sampler, the metrics scraper, the energy
+    marks, the live ticker, the abort gates and the embedded simulator.
+
+    Every part is closed whatever fails: its closer goes on the caller's exit stack before the
+    part starts, in the reverse of the order a load is wound down in (watchers, harness sampler,
+    the energy mark, writer, scraper). ``run`` does not raise what the scheduler raised: it is
+    kept in ``failure``, so the summary of what was measured is still written.
+    """
+
+    def __init__(
+        self, stack: contextlib.AsyncExitStack, scenario: Scenario, target: TargetInfo, settings: ClientSettings,
+        run_id: str, clock: RunClock, measures: _Measures, sender: Any, out_dir: Path, observer: Observer,
+    ) -> None:  # fmt: skip
+        self.aborted: list[str] = []  # why the run had to stop early, in order
+        self.gates_lost: list[Gate] = []
+        self.timing: RunTiming | None = None
+        self.failure: BaseException | None = None
+        self.scraped: dict[str, Any] | None = None
+        # A deployment with figures of its own to summarise (a hybrid's protocol and side split).
+        self.report = getattr(sender, "report", None)
+        self._scenario, self._recorder, self._observer = scenario, measures.recorder, observer
+        self._scraper = _scraper(scenario, target, out_dir, clock)
+        stack.push_async_callback(self._close_scraper)
+        self.scheduler: Scheduler | Driver | None = None
+        self.writer = RunWriter(
+            out_dir,
+            recorder=measures.recorder,
+            start_ns=clock.perf_counter_ns,
+            start_epoch_s=clock.epoch_s,
+            hlog_interval_s=scenario.hlog_interval_s,
+            chunk_times=scenario.chunk_times,
+            on_failure=self._write_failed,
+        )
+        stack.push_async_callback(self.writer.close)
+        self.scheduler = scheduler = _scheduler(scenario, target, settings, run_id, sender, measures, self.writer)
+        # The RSS baseline for growth is taken once start-up (pools, buffers) is past: after the
+        # warm-up and the first drift window.
+        self.harness = HarnessMonitor(
+            out_dir / "harness.jsonl",
+            start_ns=clock.perf_counter_ns,
+            in_flight=lambda: scheduler.in_flight,
+            finished=lambda: measures.recorder.status.total(),
+            baseline_after_s=scenario.stop.warmup_s + measures.window_s,
+        )
+
+    async def run(self, stack: contextlib.AsyncExitStack, meter: Any, sim: Any, judge: LiveJudge) -> None:
+        """Start the writer and the watchers, then drive the load to its stop; ``timing`` holds
+        how it went, or ``failure`` what it raised."""
+        scheduler, recorder, observer = self.scheduler, self._recorder, self._observer
+        if meter is not None:
+            stack.callback(meter.mark, "load_end")
+        if self.writer.failure is not None:  # the disk was full from the start (already reported)
+            scheduler.request_stop("write_failed")
+        self.writer.start()
+        stack.push_async_callback(self.harness.close)
+        self.harness.start()
+        if judge:
+            self._watch(stack, _watch_gates(judge, scheduler, recorder, observer, self.gates_lost))
+        if self._scraper is not None:
+            self._scraper.start()
+        if meter is not None:
+            meter.mark("load_start")
+        self._watch(stack, _tick(scheduler, recorder, self._scenario, observer))
+        if sim is not None:
+            self._watch(stack, _watch_sim(sim, scheduler, observer, self.aborted))
+        try:
+            with _calm_gc():
+                self.timing = await scheduler.run()
+        except BaseException as exc:  # a harness bug or a hard cancel: still write what was measured
+            self.failure = exc
+
+    @staticmethod
+    def _watch(stack: contextlib.AsyncExitStack, watcher: Coroutine[Any, Any, None]) -> None:
+        """Run ``watcher`` beside the load, cancelled when the load winds down."""
+        stack.callback(asyncio.get_running_loop().create_task(watcher).cancel)
+
+    def _write_failed(self, failure: WriteFailure) -> None:
+        self.aborted.append(f"{failure}; the run was stopped")
+        self._observer.stopping(f"{failure}: stopping the run, draining in-flight requests into the summary")
+        if self.scheduler is not None:
+            self.scheduler.request_stop("write_failed")
+
+    async def _close_scraper(self) -> None:
+        if self._scraper is not None:
+            self.scraped = await self._scraper.close()
+
+
+def _scheduler(
+    scenario: Scenario, target: TargetInfo, settings: ClientSettings, run_id: str, sender: Any, measures: _Measures,
+    writer: RunWriter,
+) -> Any:
+    """What runs the plan: with workers, the driver whose workers each open their own client and
+    send their records here; otherwise a scheduler sending the stream's prompts through ``sender``."""
+    on_record = measures.on_record(writer)
+    executor = resolve_executor(scenario.executor, scenario.workers)
+    if executor is not None:
+        return Driver(
+            scenario=scenario,
+            executor=executor,
+            base_url=target.base_url,
+            simulated=target.kind == "sim",
+            settings=settings,
+            run_id=run_id,
+            on_record=on_record,
+        )
+    return Scheduler(
+        plan=scenario.load,
+        stop=scenario.stop,
+        sender=sender,
+        prompts=_prompts(measures.stream),
+        on_record=on_record,
+        run_id=run_id,
+        seed=scenario.seed,
+        keep_text=scenario.check_answers,
+    )
+
+
+def _scraper(scenario: Scenario, target: TargetInfo, out_dir: Path, clock: RunClock) -> Any:
+    """The target's Prometheus scraper, not yet started, when the scenario asks for one."""
+    if not scenario.scrape_metrics:
+        return None
+    from loadbench.metrics.prometheus import MetricsScraper, metrics_url
+
+    explicit = scenario.scrape_metrics if isinstance(scenario.scrape_metrics, str) else None
+    return MetricsScraper(
+        metrics_url(target.base_url, explicit),
+        out_dir / "server_metrics.jsonl",
+        start_ns=clock.perf_counter_ns,
+        interval_s=scenario.scrape_interval_s,
+    )
+
+
+@contextlib.contextmanager
+def _signals(scheduler: Any, observer: Observer) -> Iterator[None]:
+    """Ctrl-C and SIGTERM handled as ``_install_signals`` says while the block runs."""
+    loop = asyncio.get_running_loop()
+    installed = _install_signals(loop, scheduler, observer)
+    try:
+        yield
+    finally:
+        _remove_signals(loop, installed)
+
+
+def _result(out_dir: Path, summary: dict[str, Any], info: dict[str, Any], load: _Load) -> RunResult:
+    """The run's result, its files written: raises what the scheduler raised, or ``RunAborted``
+    (holding the result) when the run had to stop early."""
+    if load.failure is not None:
+        raise load.failure
+    result = RunResult(path=out_dir, summary=summary, run=info)
+    if load.aborted:
+        raise RunAborted("; ".join(load.aborted) + f"; what was measured is in {out_dir}", result)
+    return result
 
 
 @contextlib.contextmanager
@@ -696,101 +766,6 @@ async def _fetch_sim_trace(base_url: str, run_id: str, out_dir: Path) -> None:
 
 def _prompts(stream: Any) -> Iterator[Prompt]:
     return stream if hasattr(stream, "__next__") else iter(stream)
-
-
-class _ServerTally:
-    """One server-side figure (ms or tokens) across requests: exact count and mean; p50/p90 exact
-    while every value is a whole number (token counts: a tally of the distinct values), else from
-    a histogram at 0.1% resolution, so a long run keeps no per-request values."""
-
-    __slots__ = ("count", "hist", "total", "whole")
-
-    _SCALE = 1000  # thousandths of the unit, as integers
-    _MAX_WHOLE = 10_000  # distinct whole values tallied exactly before falling back to the histogram
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.hist = new_histogram()
-        self.whole: Counter[float] | None = Counter()
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        record(self.hist, int(value * self._SCALE))
-        if self.whole is not None:
-            if value == int(value) and len(self.whole) < self._MAX_WHOLE:
-                self.whole[int(value)] += 1
-            else:
-                self.whole = None
-
-    def report(self) -> dict[str, float] | None:
-        if not self.count:
-            return None
-        if self.whole is not None:
-            p50, p90 = counter_percentile(self.whole, 50), counter_percentile(self.whole, 90)
-            return {"mean": self.total / self.count, "p50": p50, "p90": p90}
-        p50, p90 = fast_percentiles([self.hist], (50.0, 90.0))
-        return {"mean": self.total / self.count, "p50": p50 / self._SCALE, "p90": p90 / self._SCALE}
-
-
-class _RunFacts:
-    """The few facts the summary needs beyond the histograms, gathered per measured ``ok``
-    request: lengths against targets, server-side timings, answers checked.
-
-    Everything is tallied as it arrives (answers are graded at once), so memory does not grow
-    with the number of requests beyond one machine integer each (the request's index, which the
-    length calibration reads after the run).
-    """
-
-    def __init__(self, check: Any = None) -> None:
-        self._check = check
-        self.lengths = LengthTally()
-        self.indices = array("q")  # the record index of each, in order
-        self.server: dict[str, _ServerTally] = {}
-        self.graded: list[int] = [0, 0, 0]  # correct, wrong, unchecked
-
-    def add(self, record: RequestRecord, prompt: Prompt) -> None:
-        self.lengths.add(record)
-        self.indices.append(record.index)
-        if record.server:
-            for key, value in record.server.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    tally = self.server.get(key)
-                    if tally is None:
-                        tally = self.server[key] = _ServerTally()
-                    tally.add(value)
-        if record.text is not None and self._check is not None:
-            verdict = self._check(prompt, "".join(record.text))
-            self.graded[0 if verdict is True else 1 if verdict is False else 2] += 1
-
-    def server_summary(self) -> dict[str, Any]:
-        """The server's own timings (Ollama's done record, llama.cpp's timings) beside the client's."""
-        return {k: self.server[k].report() for k in sorted(self.server)}
-
-    def accuracy(self) -> dict[str, Any] | None:
-        """The workload's own verdict on the answers (``None``: no answer was checked)."""
-        correct, wrong, unchecked = self.graded
-        if not (correct or wrong or unchecked):
-            return None
-        graded = correct + wrong
-        return {
-            "checked": graded,
-            "correct": correct,
-            "unchecked": unchecked,
-            "accuracy": correct / graded if graded else None,
-        }
-
-
-def _load_summary(scenario: Scenario, scheduled: int, timing: RunTiming | None) -> dict[str, Any]:
-    """The plan as run and the rate it achieved: requests scheduled per second of scheduling."""
-    span_s = (timing.scheduling_stopped_ns - timing.start_ns) / 1e9 if timing else 0.0
-    return {
-        "plan": _describe(scenario.load),
-        "scheduled": scheduled,
-        "scheduling_s": span_s,
-        "scheduled_per_s": scheduled / span_s if span_s > 0 else None,
-    }
 
 
 def _is_loopback(url: str) -> bool:

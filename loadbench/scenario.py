@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
@@ -36,6 +36,26 @@ def check_target(target: str | None) -> None:
     parts = urlsplit(target) if isinstance(target, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"target must be 'sim' or an http(s) URL such as http://127.0.0.1:8000, got {target!r}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user:password and query string, which may carry credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def describe_value(value: Any) -> Any:
+    """A configuration value for run.json: its own ``describe()``, else a dataclass's fields
+    under its type's name, else its repr (``None`` stays ``None``)."""
+    describe = getattr(value, "describe", None)
+    if callable(describe):
+        return describe()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__name__, **dataclasses.asdict(value)}
+    return None if value is None else repr(value)
 
 
 @named_parameters
@@ -141,6 +161,32 @@ class Scenario:
             return dataclasses.replace(self, **changes)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved scenario for run.json: each part as it describes itself (deployments
+        without secrets, URLs without credentials)."""
+        target = self.target
+        return {
+            "name": self.name,
+            "workload": describe_value(self.workload),
+            "deployment": self.deployment.describe(),
+            "reasoning": self.reasoning,
+            "quant": describe_value(self.quant),
+            "load": describe_value(self.load),
+            "stop": self.stop.describe(),
+            "target": "sim" if target == "sim" else (redact_url(target) if target else None),
+            "sim": describe_value(self.sim) if target == "sim" else None,
+            "seed": self.seed,
+            "timeouts": dataclasses.asdict(self.timeouts),
+            "slo": dict(self.slo),
+            "energy": False if self.energy is False else describe_value(self.energy),
+            "check_answers": self.check_answers,
+            "scrape_metrics": self.scrape_metrics,
+            "gates": [g.describe() for g in self.gates],
+            "drift_window_s": self.drift_window_s,
+            "workers": self.workers,
+            "executor": describe_value(self.executor),
+        }
 
     def with_overrides(
         self,

@@ -50,6 +50,18 @@ METRIC_BY_TAG = {m.tag: m for m in METRICS}
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
 
+def tpot_ns(r: RequestRecord) -> float | None:
+    """The request's time per output token after the first, in ns: (end - first token) / (output
+    tokens - 1), the one definition behind the ``tpot_ms`` histogram and the ``tpot_ms`` SLO.
+    ``None`` where there is no decode to time: no first token, under two output tokens, or no
+    time between the first token and the end."""
+    first, n = r.first_token_ns, r.output_tokens_used
+    if not first or n < 2:
+        return None
+    decode_ns = r.end_ns - first
+    return decode_ns / (n - 1) if decode_ns > 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class IntervalCounts:
     """Measured requests that finished in one interval: ``ok``, ``failed``, and output tokens."""
@@ -160,10 +172,12 @@ class Recorder:
         chunks = r.chunk_ns
         if len(chunks) > 1:
             record_many(h["itl_us"], np.diff(np.asarray(chunks, dtype=np.int64)) // 1000)
-        decode_ns = r.end_ns - first
-        if n_out > 1 and decode_ns > 0:
-            record(h["tpot_us"], decode_ns // (1000 * (n_out - 1)))
-            record(h["decode_mtok_per_s"], (n_out - 1) * 1_000_000_000_000 // decode_ns)
+        tpot = tpot_ns(r)
+        if tpot is not None:
+            # int() of the exact quotient's nearest float is its floor: ns spans are far below the
+            # 2**53 where a float quotient could round up to the next whole ns.
+            record(h["tpot_us"], int(tpot) // 1000)
+            record(h["decode_mtok_per_s"], (n_out - 1) * 1_000_000_000_000 // (r.end_ns - first))
 
     def rotate(self, now_ns: int | None = None) -> tuple[int, int, dict[str, HdrHistogram]]:
         """Close the current interval: fold it into the totals and return (start_ns, end_ns, hists).

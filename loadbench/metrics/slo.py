@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from loadbench.metrics.record import RequestRecord
+from loadbench.metrics.recorder import tpot_ns
 
-# Which stamps bound each SLO'd figure (``tpot_ms`` is computed from the output count).
+# Which stamps bound each SLO'd figure (``tpot_ms`` is the recorder's ``tpot_ns``).
 _SPANS = {
     "ttft_ms": ("sent_ns", "first_token_ns"),
     "ttft_from_schedule_ms": ("intended_ns", "first_token_ns"),
@@ -30,8 +31,9 @@ def _value_ms(record: RequestRecord, key: str) -> float | None:
     if key == "tpot_ms":
         if not record.first_token_ns:
             return None
-        n = record.output_tokens_used
-        return (record.end_ns - record.first_token_ns) / (n - 1) / 1e6 if n > 1 else 0.0
+        tpot = tpot_ns(record)  # the recorder's own definition
+        # A request with one token (or no time after it) has no per-token time to exceed: met.
+        return 0.0 if tpot is None else tpot / 1e6
     start, end = _SPANS[key]
     a, b = getattr(record, start), getattr(record, end)
     return (b - a) / 1e6 if a and b else None

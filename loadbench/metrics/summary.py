@@ -66,3 +66,15 @@ def build_summary(recorder: Recorder, *, scheduled: int, goodput_ok: int | None 
     if scheduled != completed + failed + cancelled:  # an invariant; a breach is a harness bug
         summary["requests"]["accounting_error"] = scheduled - (completed + failed + cancelled)
     return summary
+
+
+def load_summary(plan: Any, scheduled: int, scheduling_ns: int) -> dict[str, Any]:
+    """The ``load`` section: the plan as run (its description) and the rate it achieved, requests
+    scheduled per second of scheduling (``None`` when scheduling took no time or never ran)."""
+    span_s = scheduling_ns / 1e9
+    return {
+        "plan": plan,
+        "scheduled": scheduled,
+        "scheduling_s": span_s,
+        "scheduled_per_s": scheduled / span_s if span_s > 0 else None,
+    }

@@ -410,8 +410,9 @@ class _Search:
         return rps * max(1.0, users / load) if users >= load else rps * users / load
 
     def _probe(self, load: float, *, settle: bool = True, up: bool = False, down: bool = False) -> dict[str, Any]:
-        from loadbench.experiment import Experiment
-
+        """Probe ``load``: measure it (again, longer and pooled, while unsure: module docstring,
+        point 4), decide it, and record it in ``probes``; ``{"interrupted": True}`` on Ctrl-C.
+        Raises ``_ProbeCannotRun`` when a run cannot start."""
         s = self.s
         index = len(self.probes)
         measure_s = self._measure_s(load)
@@ -423,64 +424,16 @@ class _Search:
         measured_s = 0.0
         started = self.elapsed()
         for attempt in range(s.remeasure + 1):
-            cell_id = f"c{len(self.cells):03d}"
-            run_dir = self.path / "cells" / cell_id
-            scenario = self.s.base.replace(
-                load=s.plan_for(load),
-                stop=Stop(duration_s=s.warmup_s + measure_s, warmup_s=s.warmup_s, drain_s=s.drain_s),
-                name=f"{s.search_name}-{cell_id}",
-                out_dir=run_dir,
-                seed=(self.seed if self.seed is not None else s.base.seed) + len(self.cells),
-            )
-            if self.overrides is not None and self.overrides.target is not None:
-                scenario = Overrides(target=self.overrides.target).apply(scenario)
-            inner = self.observer.probe_started(index, load, attempt, measure_s) if self.observer else None
-            watch = _ProbeWatch(
-                inner,
-                rate_per_s=load if s.over == "rate" else None,
-                warmup_s=s.warmup_s,
-                measure_s=measure_s,
-                ttft_limit=self.ttft_limit if s.early_stop else None,
-            )
-            if not s.early_stop:
-                watch.early_stop = lambda progress: None  # type: ignore[method-assign]
-            entry = {
-                "id": cell_id,
-                "values": {"load": s.label(load)},
-                "repeat": attempt,
-                "status": "running",
-                "run_dir": f"cells/{cell_id}",
-                "error": None,
-                "probe": index,
-            }
-            self.cells.append(entry)
-            self.rows.append(row_for(entry, None))
-            if s.label(load) not in self.files.head["vary"]["load"]:
-                self.files.head["vary"]["load"].append(s.label(load))
-            try:
-                result = Experiment(scenario).run(observer=watch)
-            except KeyboardInterrupt:
-                entry.update(status="interrupted", error="interrupted")
-                self.rows[-1] = row_for(entry, None)
+            measured = self._measure(load, index, attempt, measure_s)
+            if measured is None:
                 return {"interrupted": True}
-            except LoadbenchError as exc:
-                entry.update(status="failed", error=str(exc))
-                self.rows[-1] = row_for(entry, None)
-                self._write(None, None, "running")
-                raise _ProbeCannotRun(str(exc)) from None
-            status = result.run.get("status")
-            entry["status"] = "interrupted" if status == "interrupted" else "finished"
-            figures = cell_figures(run_dir)
-            self.rows[-1] = row_for(entry, figures)
-            run_dirs.append(entry["run_dir"])
-            if status == "interrupted":
-                return {"interrupted": True}
-            measured_s += result.summary.get("window", {}).get("duration_s") or 0.0
-            counts = count(s.objectives, read_records(run_dir))
-            pooled = {k: pooled[k] + counts[k] for k in pooled}
+            run_dirs.append(measured.run_dir)
+            figures = measured.figures
+            measured_s += measured.window_s
+            pooled = {k: pooled[k] + measured.counts[k] for k in pooled}
             verdict = judge(s.objectives, pooled, s.confidence)
-            if watch.reason is not None:
-                early = watch.reason
+            if measured.early_stop is not None:
+                early = measured.early_stop
                 break
             if verdict["verdict"] != "unsure":
                 break
@@ -493,20 +446,8 @@ class _Search:
             measure_s = min(s.max_probe_s, 2 * measure_s)
         per = verdict["objectives"]
         binding = per[verdict["binding"]]
-        if early is not None:
-            decision, decided_by = "fail", "early stop"
-        elif verdict["verdict"] == "unsure":
-            decision = "pass" if _point_ok(verdict) else "fail"
-            decided_by = "point estimate (interval still straddles the target)"
-        else:
-            decision, decided_by = verdict["verdict"], "confidence interval"
-        warnings = []
+        decision, decided_by = _decision(verdict, early)
         lag_p99 = _dispatch_lag_p99(self.path / run_dirs[-1])
-        if lag_p99 is not None and lag_p99 > _LAG_WARN_MS:
-            warnings.append(
-                f"the client fell behind its own schedule (dispatch lag p99 {lag_p99:.0f} ms): the load generator's "
-                "host may be saturated, so this probe measured it as well as the server"
-            )
         probe = {
             "index": index,
             "load": load,
@@ -527,12 +468,97 @@ class _Search:
             "elapsed_s": self.elapsed() - started,
             "objectives": per,
             "figures": {**figures, "dispatch_lag_ms_p99": lag_p99, "offered": load, "unit": s.unit},
-            "warnings": warnings,
+            "warnings": _lag_warnings(lag_p99),
         }
         self.probes.append(probe)
         if self.observer is not None:
             self.observer.probe_ended(probe)
         return probe
+
+    def _measure(self, load: float, index: int, attempt: int, measure_s: float) -> _Measured | None:
+        """One run of probe ``index`` at ``load``, ``measure_s`` seconds measured, kept as a cell
+        (its row in cells.csv kept current); ``None`` when it was interrupted. Raises
+        ``_ProbeCannotRun`` (the cell marked failed, the files written) when it could not run."""
+        from loadbench.experiment import Experiment
+
+        cell_id = f"c{len(self.cells):03d}"
+        run_dir = self.path / "cells" / cell_id
+        scenario = self._probe_scenario(load, measure_s, cell_id, run_dir)
+        watch = self._probe_watch(index, load, attempt, measure_s)
+        entry = self._add_cell(cell_id, load, attempt, index)
+        try:
+            result = Experiment(scenario).run(observer=watch)
+        except KeyboardInterrupt:
+            entry.update(status="interrupted", error="interrupted")
+            self.rows[-1] = row_for(entry, None)
+            return None
+        except LoadbenchError as exc:
+            entry.update(status="failed", error=str(exc))
+            self.rows[-1] = row_for(entry, None)
+            self._write(None, None, "running")
+            raise _ProbeCannotRun(str(exc)) from None
+        status = result.run.get("status")
+        entry["status"] = "interrupted" if status == "interrupted" else "finished"
+        figures = cell_figures(run_dir)
+        self.rows[-1] = row_for(entry, figures)
+        if status == "interrupted":
+            return None
+        return _Measured(
+            run_dir=entry["run_dir"],
+            figures=figures,
+            window_s=result.summary.get("window", {}).get("duration_s") or 0.0,
+            counts=count(self.s.objectives, read_records(run_dir)),
+            early_stop=watch.reason,
+        )
+
+    def _probe_scenario(self, load: float, measure_s: float, cell_id: str, run_dir: Path) -> Scenario:
+        """The base scenario at ``load``: a warm-up, then ``measure_s`` measured; a seed of its own
+        per cell; the command line's target, if it gave one."""
+        s = self.s
+        scenario = s.base.replace(
+            load=s.plan_for(load),
+            stop=Stop(duration_s=s.warmup_s + measure_s, warmup_s=s.warmup_s, drain_s=s.drain_s),
+            name=f"{s.search_name}-{cell_id}",
+            out_dir=run_dir,
+            seed=(self.seed if self.seed is not None else s.base.seed) + len(self.cells),
+        )
+        if self.overrides is not None and self.overrides.target is not None:
+            scenario = Overrides(target=self.overrides.target).apply(scenario)
+        return scenario
+
+    def _probe_watch(self, index: int, load: float, attempt: int, measure_s: float) -> _ProbeWatch:
+        """The run's observer: the caller's, wrapped to end the probe early when the scenario's
+        search allows it."""
+        s = self.s
+        inner = self.observer.probe_started(index, load, attempt, measure_s) if self.observer else None
+        watch = _ProbeWatch(
+            inner,
+            rate_per_s=load if s.over == "rate" else None,
+            warmup_s=s.warmup_s,
+            measure_s=measure_s,
+            ttft_limit=self.ttft_limit if s.early_stop else None,
+        )
+        if not s.early_stop:
+            watch.early_stop = lambda progress: None  # type: ignore[method-assign]
+        return watch
+
+    def _add_cell(self, cell_id: str, load: float, attempt: int, index: int) -> dict[str, Any]:
+        """A running cell for the probe's run, with its row, and its load among the varied values."""
+        label = self.s.label(load)
+        entry = {
+            "id": cell_id,
+            "values": {"load": label},
+            "repeat": attempt,
+            "status": "running",
+            "run_dir": f"cells/{cell_id}",
+            "error": None,
+            "probe": index,
+        }
+        self.cells.append(entry)
+        self.rows.append(row_for(entry, None))
+        if label not in self.files.head["vary"]["load"]:
+            self.files.head["vary"]["load"].append(label)
+        return entry
 
     def _write(self, hp: float | None, lf: float | None, reason: str) -> dict[str, Any]:
         s = self.s
@@ -557,6 +583,39 @@ class _Search:
         write_json(self.path / "capacity.json", doc)
         self.files.write(self.cells, self.rows)
         return doc
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    """One finished run of a probe: its cell's run directory (relative), figures, measured
+    window, objective counts, and the early stop's reason (``None``: it ran its course)."""
+
+    run_dir: str
+    figures: dict[str, Any]
+    window_s: float
+    counts: Mapping[str, Counts]
+    early_stop: str | None
+
+
+def _decision(verdict: dict[str, Any], early: str | None) -> tuple[str, str]:
+    """A probe's decision ("pass" or "fail") and what decided it: an early stop fails it, an
+    interval clear of the target decides it, else the point estimate does (and says so)."""
+    if early is not None:
+        return "fail", "early stop"
+    if verdict["verdict"] == "unsure":
+        return ("pass" if _point_ok(verdict) else "fail"), "point estimate (interval still straddles the target)"
+    return verdict["verdict"], "confidence interval"
+
+
+def _lag_warnings(lag_p99: float | None) -> list[str]:
+    """A warning when the client fell behind its own schedule: the probe then measured the load
+    generator's host as well as the server."""
+    if lag_p99 is None or lag_p99 <= _LAG_WARN_MS:
+        return []
+    return [
+        f"the client fell behind its own schedule (dispatch lag p99 {lag_p99:.0f} ms): the load generator's "
+        "host may be saturated, so this probe measured it as well as the server"
+    ]
 
 
 def _point_ok(verdict: dict[str, Any]) -> bool:

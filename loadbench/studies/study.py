@@ -422,6 +422,88 @@ def _load_state(path: Path, study: Study, plan: list[Cell]) -> list[dict[str, An
     return old
 
 
+def _open_state(
+    study: Study, plan: list[Cell], *, out_dir: str | Path | None, resume: str | Path | None
+) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """The study's directory, study.json's head and its cells: read back (and checked against the
+    plan, the resumption noted) when resuming, else new, every cell pending. Raises
+    ``ScenarioError`` for a directory that already holds a study it was not asked to resume."""
+    if resume is not None:
+        path = Path(resume)
+        cells = _load_state(path, study, plan)
+        head = {k: v for k, v in orjson.loads((path / "study.json").read_bytes()).items() if k != "cells"}
+        head["resumed"] = [*head.get("resumed", []), datetime.now(UTC).isoformat()]
+        return path, head, cells
+    path = Path(out_dir or study.out_dir or default_dir(study.study_name))
+    if (path / "study.json").exists():
+        raise ScenarioError(f"{path} already holds a study; resume it with --resume {path}, or choose another --out")
+    head = {
+        "kind": study.kind,
+        "name": study.study_name,
+        "created": datetime.now(UTC).isoformat(),
+        **study.describe(),
+    }
+    cells = [
+        {
+            "id": c.id,
+            "values": c.labels,
+            "repeat": c.repeat,
+            "status": "pending",
+            "run_dir": f"cells/{c.id}",
+            "error": None,
+        }
+        for c in plan
+    ]
+    return path, head, cells
+
+
+def _figures_so_far(path: Path, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A resumed cell's figures: a finished cell's read back (one whose directory is gone or
+    unreadable becomes pending again); a cell left running by a killed study is interrupted."""
+    if entry["status"] == "finished":
+        try:
+            return cell_figures(path / entry["run_dir"])
+        except (OSError, orjson.JSONDecodeError, LoadbenchError):
+            entry["status"], entry["error"] = "pending", "its run directory was missing or unreadable"
+    elif entry["status"] in ("running", "interrupted"):
+        entry["status"] = "interrupted"  # a study killed mid-cell left it "running"
+    return None
+
+
+def _run_cell(scenario: Scenario, entry: dict[str, Any], run_dir: Path, observer: Any) -> dict[str, Any] | None:
+    """Run one cell's scenario and set its ``status`` and ``error``: "finished", "failed" (it
+    could not run, a harness error in it, or no request completed) or "interrupted" (Ctrl-C, its
+    partial run kept). Returns its figures where its run directory has them."""
+    from loadbench.experiment import Experiment
+
+    try:
+        result = Experiment(scenario).run(observer=observer)
+    except KeyboardInterrupt:
+        entry.update(status="interrupted", error="interrupted before its run could finish")
+        return None
+    except LoadbenchError as exc:
+        entry.update(status="failed", error=str(exc))
+        return None
+    except Exception as exc:  # a harness bug in one cell: recorded, and the study goes on
+        entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        return None
+    completed = result.summary["requests"]["completed"]
+    if result.run.get("status") == "interrupted":
+        entry.update(status="interrupted", error="interrupted (its partial run is kept in run_dir)")
+    elif completed == 0:
+        errors = result.summary["requests"].get("errors") or {}
+        detail = ", ".join(f"{k} {v}" for k, v in errors.items()) or "none scheduled"
+        entry.update(status="failed", error=f"no request completed ({detail})")
+    else:
+        entry["status"] = "finished"
+    if entry["status"] != "interrupted" or (run_dir / "summary.json").exists():
+        try:
+            return cell_figures(run_dir)
+        except (OSError, orjson.JSONDecodeError):
+            return None
+    return None
+
+
 def _run_study(
     study: Study,
     *,
@@ -430,50 +512,14 @@ def _run_study(
     overrides: Overrides | None,
     observer: StudyObserver | None,
 ) -> StudyResult:
-    from loadbench.experiment import Experiment
-
+    """Run every cell not yet finished, in plan order, keeping study.json and cells.csv current
+    after each step; a cell that fails is recorded and the study goes on, Ctrl-C stops it after
+    recording the cell it interrupted (status "interrupted")."""
     plan = study.plan()
     axes = study.axes()
-    if resume is not None:
-        path = Path(resume)
-        cells = _load_state(path, study, plan)
-        head = {k: v for k, v in orjson.loads((path / "study.json").read_bytes()).items() if k != "cells"}
-        head["resumed"] = [*head.get("resumed", []), datetime.now(UTC).isoformat()]
-    else:
-        path = Path(out_dir or study.out_dir or default_dir(study.study_name))
-        if (path / "study.json").exists():
-            raise ScenarioError(
-                f"{path} already holds a study; resume it with --resume {path}, or choose another --out"
-            )
-        head = {
-            "kind": study.kind,
-            "name": study.study_name,
-            "created": datetime.now(UTC).isoformat(),
-            **study.describe(),
-        }
-        cells = [
-            {
-                "id": c.id,
-                "values": c.labels,
-                "repeat": c.repeat,
-                "status": "pending",
-                "run_dir": f"cells/{c.id}",
-                "error": None,
-            }
-            for c in plan
-        ]
+    path, head, cells = _open_state(study, plan, out_dir=out_dir, resume=resume)
     files = StudyFiles(path, head, axes)
-    rows = []
-    for entry in cells:
-        figures = None
-        if entry["status"] == "finished":
-            try:
-                figures = cell_figures(path / entry["run_dir"])
-            except (OSError, orjson.JSONDecodeError, LoadbenchError):
-                entry["status"], entry["error"] = "pending", "its run directory was missing or unreadable"
-        elif entry["status"] in ("running", "interrupted"):
-            entry["status"] = "interrupted"  # a study killed mid-cell left it "running"
-        rows.append(row_for(entry, figures))
+    rows = [row_for(entry, _figures_so_far(path, entry)) for entry in cells]
     files.write(cells, rows)
     if observer is not None:
         observer.study_started(path, cells, resume is not None)
@@ -481,40 +527,17 @@ def _run_study(
     todo = [i for i, c in enumerate(cells) if c["status"] != "finished"]
     status = "finished"
     for position, i in enumerate(todo, 1):
-        cell, entry = plan[i], cells[i]
+        entry = cells[i]
         run_dir = path / entry["run_dir"]
-        scenario = study.cell_scenario(cell, path, overrides)
+        scenario = study.cell_scenario(plan[i], path, overrides)
         set_aside(run_dir)
         entry.update(status="running", error=None, started=datetime.now(UTC).isoformat())
         rows[i] = row_for(entry, None)
         files.write(cells, rows)
         run_observer = observer.cell_started(entry, position, len(todo)) if observer is not None else None
-        figures = None
-        try:
-            result = Experiment(scenario).run(observer=run_observer)
-        except KeyboardInterrupt:
-            entry.update(status="interrupted", error="interrupted before its run could finish")
+        figures = _run_cell(scenario, entry, run_dir, run_observer)
+        if entry["status"] == "interrupted":
             status = "interrupted"
-        except LoadbenchError as exc:
-            entry.update(status="failed", error=str(exc))
-        except Exception as exc:  # a harness bug in one cell: recorded, and the study goes on
-            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        else:
-            completed = result.summary["requests"]["completed"]
-            if result.run.get("status") == "interrupted":
-                entry.update(status="interrupted", error="interrupted (its partial run is kept in run_dir)")
-                status = "interrupted"
-            elif completed == 0:
-                errors = result.summary["requests"].get("errors") or {}
-                detail = ", ".join(f"{k} {v}" for k, v in errors.items()) or "none scheduled"
-                entry.update(status="failed", error=f"no request completed ({detail})")
-            else:
-                entry["status"] = "finished"
-            if entry["status"] != "interrupted" or (run_dir / "summary.json").exists():
-                try:
-                    figures = cell_figures(run_dir)
-                except (OSError, orjson.JSONDecodeError):
-                    figures = None
         entry["ended"] = datetime.now(UTC).isoformat()
         rows[i] = row_for(entry, figures)
         files.write(cells, rows)

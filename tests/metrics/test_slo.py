@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from loadbench.metrics.record import RequestRecord
+from loadbench.metrics.recorder import Recorder, tpot_ns
 from loadbench.metrics.slo import SloTally
 
 MS = 1_000_000
@@ -53,3 +55,47 @@ def test_no_requests_means_no_attainment() -> None:
     report = SloTally({"ttft_ms": 1}).report(window_s=0.0)
     assert report["attainment"] == {"ttft_ms": None, "all": None}
     assert report["goodput_requests_per_s"] is None
+
+
+def _decoding(ttft_ms: float, decode_ns: int, tokens: int) -> RequestRecord:
+    r = request(ttft_ms, 0, tokens=tokens)
+    r.end_ns = r.first_token_ns + decode_ns
+    return r
+
+
+def test_tpot_slo_judges_the_recorders_own_tpot() -> None:
+    """One definition of TPOT: the SLO's verdict on each request is the recorder's ``tpot_ns``
+    against the limit, and the recorder's histogram holds that same value (to the microsecond)."""
+    records = [
+        _decoding(10, 200 * MS, 11),  # 20 ms per token: met at the limit (inclusive)
+        _decoding(10, 200 * MS + 10, 11),  # 20.000001 ms: over by a nanosecond per token
+        _decoding(10, 300 * MS, 11),  # 30 ms: missed
+        _decoding(10, 0, 11),  # no time after the first token: nothing to exceed
+        _decoding(10, 50 * MS, 1),  # one token: no TPOT, nothing to exceed
+    ]
+    assert [tpot_ns(r) for r in records] == [20 * MS, 20 * MS + 1, 30 * MS, None, None]
+    tally, recorder = SloTally({"tpot_ms": 20}), Recorder()
+    for r in records:
+        tally.add(r)
+        recorder.add(r)
+    assert tally.report(1.0)["met"] == {"tpot_ms": 3, "all": 3}
+    recorder.rotate()
+    hist = recorder.totals["tpot_us"]
+    assert hist.total_count == 3  # the requests that have a TPOT
+    assert sorted(hist.get_value_at_percentile(p) for p in (1, 50, 100)) == [
+        hist.get_highest_equivalent_value(v) for v in (20_000, 20_000, 30_000)
+    ]
+
+
+def test_the_recorders_tpot_is_the_exact_floor_in_microseconds() -> None:
+    """The recorder keeps whole microseconds of ``tpot_ns``: the floor of the exact quotient."""
+    rng = np.random.default_rng(7)
+    for decode_ns, tokens in zip(rng.integers(1, 10**13, 2000), rng.integers(2, 100_000, 2000), strict=True):
+        r = _decoding(1, int(decode_ns), int(tokens))
+        assert int(tpot_ns(r)) // 1000 == int(decode_ns) // (1000 * (int(tokens) - 1))
+
+
+def test_a_request_without_a_first_token_misses_the_tpot_slo() -> None:
+    tally = SloTally({"tpot_ms": 1000})
+    tally.add(request(None, 0))  # ok, yet no token ever came
+    assert tally.report(1.0)["met"] == {"tpot_ms": 0, "all": 0}
