@@ -7,7 +7,9 @@ on its event loop (scheduler, client, recorder, run writer, live snapshot tick):
 * ``rate20``: a constant 20 requests/s, 64-token prompts and 64-token answers (``gpu-8b`` pacing):
   the cost at a low rate, where per-second overheads and the wait before each send weigh most;
 * ``closed64``: 64 closed-loop users, 32-token answers from the ``instant`` profile: the client is
-  the bottleneck, so requests/s is what this client squeezes out of its core.
+  the bottleneck, so requests/s is what this client squeezes out of its core;
+* ``idle``: one request every 5 s: what the run costs per second with next to no load (the live
+  snapshot tick, the harness sampler, the run writer's flushes), read from ``steady CPU ms/s``.
 
 Two CPU figures: ``run`` is the child's CPU over all of ``Experiment.run`` (start-up, summary and
 teardown included, imports excluded) per request; ``steady`` is the CPU spent while the load ran
@@ -31,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROBES = ("rate20", "closed64")
+PROBES = ("rate20", "closed64", "idle")
 
 
 def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
@@ -42,6 +44,8 @@ def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
 
     if probe == "rate20":
         load, profile, out_tokens = Constant(20), "gpu-8b", 64
+    elif probe == "idle":
+        load, profile, out_tokens = Constant(0.2), "gpu-8b", 64
     else:
         load, profile, out_tokens = Concurrency(64), "instant", 32
     fields = {
@@ -89,12 +93,13 @@ def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
     start_ns = json.loads((Path(out_dir) / "requests.jsonl").open().readline())["intended_ns"]
     lo_ns, hi_ns = start_ns + 1_000_000_000, start_ns + int((seconds - 0.5) * 1e9)
     inside = [(t, c) for t, c in samples if lo_ns <= t <= hi_ns]
-    steady = None
+    steady = steady_ms_per_s = None
     if len(inside) >= 2 and workers == 1:  # live workers' CPU is only seen once they are reaped
         (t0, c0), (t1, c1) = inside[0], inside[-1]
         with open(Path(out_dir) / "requests.jsonl", "rb") as fh:
             ended = sum(1 for line in fh if t0 <= json.loads(line)["end_ns"] <= t1)
         steady = 1000 * (c1 - c0) / max(ended, 1)
+        steady_ms_per_s = 1000 * (c1 - c0) / ((t1 - t0) / 1e9)
     done = summary["requests"]["completed"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
@@ -102,6 +107,7 @@ def child(probe: str, seconds: float, out_dir: str, workers: int) -> None:
             {
                 "cpu_s": after - before,
                 "steady_cpu_s_per_1k": steady,
+                "steady_cpu_ms_per_s": steady_ms_per_s,
                 "completed": done,
                 "failed": summary["requests"]["failed"],
                 "requests_per_s": summary["throughput"]["requests_per_s"],
@@ -137,7 +143,8 @@ def main() -> None:
     ns = p.parse_args()
     trees = ns.tree or [str(Path(__file__).resolve().parent.parent)]
     print(f"{'probe':<10}{'tree':<28}{'runs':>5}{'req/s':>9}{'run CPU/1k':>11}{'steady CPU/1k':>14}{'RSS MB':>8}"
-          f"{'lag p99 ms':>12}{'failed':>8}   (medians, CPU in s per 1,000 requests; each run: steady)")
+          f"{'lag p99 ms':>12}{'failed':>8}{'steady CPU ms/s':>16}"
+          "   (medians, CPU in s per 1,000 requests; each run: steady)")
     for probe in ns.probes.split(","):
         results: dict[str, list[dict]] = {t: [] for t in trees}
         for _ in range(ns.repeat):
@@ -153,7 +160,8 @@ def main() -> None:
             print(
                 f"{probe:<10}{tree[-28:]:<28}{len(rows):>5}{med('requests_per_s'):>9.1f}"
                 f"{statistics.median(per_1k):>11.2f}{statistics.median(steady):>14.2f}"
-                f"{med('rss_mb'):>8.0f}{med('dispatch_p99_ms'):>12.3f}{med('failed'):>8.0f}   "
+                f"{med('rss_mb'):>8.0f}{med('dispatch_p99_ms'):>12.3f}{med('failed'):>8.0f}"
+                f"{med('steady_cpu_ms_per_s'):>16.2f}   "
                 + " ".join(f"{x:.2f}" for x in steady),
                 flush=True,
             )

@@ -10,9 +10,13 @@ Guarantees:
 * Prepared ahead: with a sender that can hold a request (``GatedSender``) and no concurrency cap,
   each request is handed to the client up to ``_LEAD_NS`` before it is due; the client builds it,
   takes a connection, and writes it when the timer opens its gate. A burst due at once then costs
-  only the writes at its due time. A request still waiting at its gate when a stop comes was
-  never due: it is withdrawn (not scheduled, not recorded); one already due but not yet written
-  is cancelled unsent (``sent_ns`` 0).
+  only the writes at its due time. The first requests also open the connections, so the run
+  starts ``_START_LEAD_NS`` after ``run()`` and those due in its first lead are handed out at
+  once. A request still waiting at its gate when a stop comes was never due: it is withdrawn
+  (not scheduled, not recorded); one already due but not yet written is cancelled unsent
+  (``sent_ns`` 0).
+* No collector pauses: the run holds ``calm_gc()`` (``load.calm_gc``), so a full garbage
+  collection never stops the loop mid-run.
 * ``max_concurrency`` (open loop): a request that must wait for a free slot keeps its intended
   time; the wait shows as dispatch lag and in the from-schedule latencies.
 * Closed loop: each user's request is intended when the user became free.
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loadbench.errors import ErrorCategory, RequestFailed
+from loadbench.load.calm_gc import calm_gc
 from loadbench.load.interface import Sender
 from loadbench.load.plans import NS_PER_S, Concurrency, OpenLoopPlan, Stop
 from loadbench.load.timer import PreciseTimer, TimerHandle
@@ -49,6 +54,12 @@ _now = time.perf_counter_ns
 # preparation (32 at once: ~15 ms); it is short enough that a prepared request holds its
 # connection only briefly.
 _LEAD_NS = 25_000_000
+# The first requests of a run also open their connections (about a millisecond each on a busy
+# host, where a request on an open one takes ~0.3 ms), so a run that prepares requests ahead starts
+# this long after ``run()`` and hands out every request due in its first lead at once.
+_START_LEAD_NS = 3 * _LEAD_NS
+# The loop's settling time before the first intended time of a run that prepares nothing ahead.
+_SETTLE_NS = 2_000_000
 # Prompts are built ahead of their send times (a Prefill prompt costs ~0.5 ms to build), in small
 # batches while the dispatcher sleeps. The buffer stays small so that length calibration learnt
 # from finished requests reaches the prompts soon after; a prompt iterator with a ``lookahead``
@@ -91,8 +102,9 @@ class Scheduler:
     """Runs one load plan against one sender. Single use: call ``run()`` once.
 
     ``start_ns`` fixes the run's start (a ``perf_counter_ns`` value; default: just after ``run()``
-    begins), so that several schedulers share one time line; ``on_scheduled`` sees each record as
-    it is made, before it is sent.
+    begins, or ``_START_LEAD_NS`` after it where requests are prepared ahead), so that several
+    schedulers share one time line; ``on_scheduled`` sees each record as it is made, before it is
+    sent.
     """
 
     def __init__(
@@ -178,12 +190,26 @@ class Scheduler:
 
     async def run(self) -> RunTiming:
         """Run the plan to its stop rule (or until ``request_stop``); return the timing."""
+        with calm_gc():
+            return await self._run()
+
+    def _lead_ns(self) -> int:
+        """How far ahead of its intended time each request is handed to the sender."""
+        plan = self._plan
+        if isinstance(plan, Concurrency) or plan.max_concurrency:
+            # A capped run takes its slot when due, so it is never prepared ahead (a prepared
+            # request would hold a slot before its time).
+            return 0
+        return _LEAD_NS if callable(getattr(self._sender, "send_gated", None)) else 0
+
+    async def _run(self) -> RunTiming:
         self._prefetch()
         self._timer = PreciseTimer()
         refill = asyncio.ensure_future(self._refill())
-        # A small lead lets the loop settle before the first intended time. Workers of one run are
-        # given a common start instead.
-        self.start_ns = self._given_start_ns or _now() + 2_000_000
+        # A small lead lets the loop settle before the first intended time; where requests are
+        # prepared ahead, the first ones get a longer lead (see ``_START_LEAD_NS``). Workers of one
+        # run are given a common start instead.
+        self.start_ns = self._given_start_ns or _now() + (_START_LEAD_NS if self._lead_ns() else _SETTLE_NS)
         try:
             try:
                 if isinstance(self._plan, Concurrency):
@@ -263,10 +289,8 @@ class Scheduler:
         limit = stop.requests
         duration_ns = None if stop.duration_s is None else round(stop.duration_s * NS_PER_S)
         cap = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
-        # A capped run takes its slot when due, so it is never prepared ahead (a prepared request
-        # would hold a slot before its time).
-        gated = cap is None and callable(getattr(self._sender, "send_gated", None))
-        lead_ns = _LEAD_NS if gated else 0
+        lead_ns = self._lead_ns()
+        gated = lead_ns > 0
         for index, offset_ns in enumerate(plan.offsets_ns(self._rng)):
             if limit is not None and index >= limit:
                 self._stopped_by = self._stopped_by or "requests"
@@ -276,7 +300,10 @@ class Scheduler:
                 self._stopped_by = self._stopped_by or "duration"
                 return
             intended_ns = self.start_ns + offset_ns
-            if not await self._sleep_until(intended_ns - lead_ns):
+            # Those due within the first lead are handed out at once: they open the connections.
+            if offset_ns >= lead_ns and not await self._sleep_until(intended_ns - lead_ns):
+                return
+            if self._stop_event.is_set():
                 return
             record = self._new_record(index, intended_ns)
             if gated:

@@ -78,6 +78,7 @@ class HarnessMonitor:
         self._finished = finished
         self._baseline_after_s = baseline_after_s
         self._file: TextIO | None = None
+        self._unwritable = False
         self._tasks: list[asyncio.Task[None]] = []
         # Lag since the last sample (probe) and over the run.
         self._lag_max_s = 0.0
@@ -174,9 +175,14 @@ class HarnessMonitor:
         return orjson.dumps(row) + b"\n"
 
     def _write(self, line: bytes) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.write(line.decode())
-            self._file.flush()
+        if self._file is not None and not self._file.closed and not self._unwritable:
+            try:
+                self._file.write(line.decode())
+                self._file.flush()
+            except OSError:
+                # A full disk is the run writer's to report (it stops the run); this diagnostic
+                # file just ends where the disk did, and must not crash the run's close.
+                self._unwritable = True
 
     async def close(self) -> None:
         """Stop sampling, take one last sample and close the file (idempotent)."""
@@ -188,7 +194,10 @@ class HarnessMonitor:
         self._tasks = []
         if self._file is not None and not self._file.closed:
             self._write(self._sample())
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # buffered bytes that no longer fit (see ``_write``)
+                self._unwritable = True
 
     def report(self, *, requests: int = 0) -> dict[str, Any]:
         """The summary's ``harness`` section (every key present, ``None`` where nothing was sampled).

@@ -162,15 +162,20 @@ def fast_percentiles(hists: Sequence[HdrHistogram], percentiles: Sequence[float]
     total = sum(h.total_count for h in hists)
     if total == 0:
         return [None] * len(percentiles)
-    counts = _counts(hists[0]).astype(np.int64)
-    for h in hists[1:]:
-        counts += _counts(h).astype(np.int64)
-    cumulative = np.cumsum(counts)
     first = hists[0]
+    # Only the buckets from the lowest to the highest value recorded can hold a percentile: the
+    # walk covers those (a few thousand of the ~23,000 counters for typical latencies).
+    filled = [h for h in hists if h.total_count]
+    lo = first.get_counts_array_index(min(h.min_value for h in filled))
+    hi = first.get_counts_array_index(max(h.max_value for h in filled)) + 1
+    counts = _counts(filled[0])[lo:hi].astype(np.int64)
+    for h in filled[1:]:
+        counts += _counts(h)[lo:hi].astype(np.int64)
+    cumulative = np.cumsum(counts)
     out: list[int | None] = []
     for p in percentiles:
         target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
-        index = int(np.searchsorted(cumulative, target))
+        index = lo + int(np.searchsorted(cumulative, target))
         value = first.get_value_from_index(index)
         # hdrh reports the 0th percentile as the lowest value of its bucket, the others as the highest.
         out.append(first.get_highest_equivalent_value(value) if p else first.get_lowest_equivalent_value(value))

@@ -472,3 +472,36 @@ def test_a_capped_plan_is_not_prepared_ahead() -> None:
     run = Run(Burst(4, every_s=0.05, waves=2, max_concurrency=2), Stop(requests=8), sender)
     check_accounting(run)
     assert not sender.called_ns
+
+
+def test_the_first_wave_gets_a_longer_lead_than_the_rest() -> None:
+    """Due at offset 0, a wave is handed over at once, well before the start (it also opens the
+    connections); later waves get the ordinary lead."""
+    from loadbench.load.scheduler import _LEAD_NS, _START_LEAD_NS
+
+    sender = GatedSleepySender(delay_s=0.001)
+    run = Run(Burst(8, every_s=0.2, waves=2), Stop(requests=16), sender)
+    check_accounting(run)
+    early = {r.index: r.intended_ns - sender.called_ns[r.index] for r in run.records}
+    assert max(early[i] for i in range(8)) > (_LEAD_NS + _START_LEAD_NS) // 2
+    assert max(early[i] for i in range(8, 16)) <= _LEAD_NS
+    assert all(r.sent_ns >= r.intended_ns for r in run.records)
+
+
+def test_a_run_holds_the_collector_calm_and_restores_it() -> None:
+    import gc
+
+    from loadbench.load.calm_gc import CALM_THRESHOLDS
+
+    seen: list[tuple[int, ...]] = []
+
+    class Watching(SleepySender):
+        async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+            seen.append(gc.get_threshold())
+            await super().send(prompt, record)
+
+    before = gc.get_threshold()
+    run = Run(Constant(200), Stop(requests=5), Watching(delay_s=0.001))
+    check_accounting(run)
+    assert seen and all(t == CALM_THRESHOLDS for t in seen)
+    assert gc.get_threshold() == before
