@@ -26,7 +26,7 @@ from loadbench.energy.base import Channel, SourceData
 from loadbench.energy.config import EnergyConfig
 from loadbench.energy.integrate import Timeline, cumulative
 
-__all__ = ["Attribution", "Metered", "build", "format_line", "summary"]
+__all__ = ["Attribution", "Metered", "format_line", "summary"]
 
 _J_PER_WH = 3600.0
 _LOW_COVERAGE = 0.95
@@ -87,28 +87,6 @@ def summary(metered: Metered, attribution: Attribution, config: EnergyConfig) ->
         "client_host": client,
         "sources_tried": sources_tried,
     }
-
-
-def build(
-    sources: Sequence[SourceData],
-    *,
-    config: EnergyConfig,
-    run_ns: tuple[int, int],
-    window_ns: tuple[int, int],
-    idle_ns: tuple[int, int] | None,
-    output_tokens: int | None,
-    requests: int | None,
-    location: str,
-    remote_output_tokens: int | None,
-    sources_tried: list[dict[str, Any]],
-    missed_ticks: int,
-    sampler_stuck: bool,
-    sampler_cpu_s: float = 0.0,
-) -> dict[str, Any]:
-    """``summary`` with its inputs spelled out one by one, for callers not yet moved to it."""
-    metered = Metered(sources, idle_ns, sources_tried, missed_ticks, sampler_stuck, sampler_cpu_s)
-    attribution = Attribution(run_ns, window_ns, output_tokens, requests, location, remote_output_tokens)
-    return summary(metered, attribution, config)
 
 
 # -- the local figures: per channel, summed over the channels in the total, then the notes ------

@@ -24,7 +24,7 @@ from loadbench.energy import (
 )
 from loadbench.energy.base import SourceData
 from loadbench.energy.estimate import CpuTimeEstimate
-from loadbench.energy.report import Attribution, Metered, build, summary
+from loadbench.energy.report import Attribution, Metered, summary
 from loadbench.errors import ConfigError
 
 S = 1_000_000_000
@@ -267,16 +267,6 @@ def _build(sources: list[SourceData], config: EnergyConfig | None = None, **kwar
     return summary(Metered(sources, **metered), Attribution(**attribution), config or EnergyConfig())
 
 
-def test_build_spelled_out_is_summary() -> None:
-    sources = [_counter_source("gpu", [10, 10] + [50] * 8)]
-    spelled = build(
-        sources, config=EnergyConfig(), run_ns=(2 * S, 10 * S), window_ns=(4 * S, 8 * S), idle_ns=(0, 2 * S),
-        output_tokens=80, requests=4, location="hybrid", remote_output_tokens=None, sources_tried=[],
-        missed_ticks=1, sampler_stuck=False,
-    )
-    assert spelled == _build(sources, location="hybrid", missed_ticks=1)
-
-
 def test_gross_net_per_request_and_per_token_are_exact() -> None:
     # Idle 10 W for 2 s, then 50 W under load for 8 s.
     report = _build([_counter_source("gpu", [10, 10] + [50] * 8)])
@@ -456,7 +446,14 @@ def test_energy_csv_is_written_as_the_meter_runs_with_the_same_rows(tmp_path: Pa
     def key(r: dict) -> tuple:
         return (int(r["t_ns"]), r["source"], r["channel"], r["error"])
 
-    # The same rows as the one-shot writer: cumulative joules carried across batches.
-    assert sorted(rows, key=key) == sorted(whole, key=key)
+    # The same rows as the one-shot writer: cumulative joules carried across batches. Carried
+    # sums associate differently from one pass over the whole run, so the last printed digit may
+    # differ; every other field is the same text.
+    streamed_rows, whole_rows = sorted(rows, key=key), sorted(whole, key=key)
+    assert [{**r, "cumulative_j": ""} for r in streamed_rows] == [{**r, "cumulative_j": ""} for r in whole_rows]
+    for a, b in zip(streamed_rows, whole_rows, strict=True):
+        assert (a["cumulative_j"] == b["cumulative_j"] == "") or float(a["cumulative_j"]) == pytest.approx(
+            float(b["cumulative_j"]), abs=2e-6
+        )
     assert {r["source"] for r in rows} == {"fake", "fake2"} and any(r["error"] for r in rows)
     assert meter.csv_error is None
