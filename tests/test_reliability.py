@@ -356,7 +356,10 @@ def test_a_full_disk_stops_the_run_at_once_keeps_whole_lines_and_writes_the_summ
         lines = [json.loads(line) for line in data.splitlines()]  # every line whole
         assert req["scheduled"] < 60 * 200  # stopped, not run on blind
         assert len(lines) + req["unwritten_records"] == req["scheduled"]
-        assert req["completed"] == req["scheduled"] and req["failed"] == 0
+        # Requests in flight at the stop are drained; on a slow host some outlast the drain and are
+        # cancelled, never failed (the disk is the client's trouble, not the server's).
+        assert req["completed"] + req["cancelled"] == req["scheduled"] and req["failed"] == 0
+        assert req["completed"] > 0
         assert "decode_burst" not in proc.stdout and "completed" in proc.stdout  # the summary was printed
     finally:
         subprocess.run(["umount", str(disk)], check=False)
