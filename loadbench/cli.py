@@ -187,8 +187,9 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
     from loadbench.load.overrides import Arrivals, override_load
+    from loadbench.loader import load_definition
     from loadbench.results.report import summary_renderable
-    from loadbench.scenario import Scenario, load_definition
+    from loadbench.scenario import Scenario
 
     executor = None
     if ns.ray:
