@@ -97,6 +97,9 @@ def _exec_file(path: Path) -> dict[str, Any]:
 
 #: What a file may define for ``python -m loadbench FILE.py``: one run, a study, or a capacity search.
 DEFINITIONS = ("scenario", "study", "search")
+_CLASSES: dict[str, type[Scenario | Study | CapacitySearch]] = {
+    "scenario": Scenario, "study": Study, "search": CapacitySearch
+}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -126,7 +129,7 @@ def load_definition(path: str | Path) -> Scenario | Study | CapacitySearch:
         raise ScenarioError(f"{path}: defines {' and '.join(f'`{n}`' for n in present)}; define exactly one")
     kind = present[0]
     value = namespace[kind]
-    expected = {"scenario": Scenario, "study": Study, "search": CapacitySearch}[kind]
+    expected = _CLASSES[kind]
     if not isinstance(value, expected):
         raise ScenarioError(f"{path}: `{kind}` must be a loadbench.{expected.__name__}, got {type(value).__name__}")
     if isinstance(value, Scenario):
