@@ -12,15 +12,21 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError
 from loadbench.gates import normalize as normalize_gates
 from loadbench.load.executors import check_executor
-from loadbench.load.plans import Concurrency, Stop, check_plan
+from loadbench.load.plans import Concurrency, LoadPlan, Stop, check_plan
 from loadbench.params import named_parameters
+
+if TYPE_CHECKING:  # annotations only: importing them here would load the workloads, the simulator and the meters
+    from loadbench.deployments.models import Quant
+    from loadbench.energy import EnergyConfig
+    from loadbench.sim import SimConfig
+    from loadbench.workloads import Workload
 
 SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
 
@@ -59,20 +65,20 @@ class Scenario:
     ``Ray(address)`` for workers on a Ray cluster.
     """
 
-    workload: Any
+    workload: Workload
     deployment: Deployment
     reasoning: bool = False
-    quant: Any = None
-    load: Any = Concurrency(1)
+    quant: Quant | None = None
+    load: LoadPlan = Concurrency(1)
     stop: Stop = Stop(requests=10)
     target: str | None = None
-    sim: Any = None
+    sim: SimConfig | None = None
     name: str = "experiment"
     out_dir: str | Path | None = None
     overwrite: bool = False
     seed: int = 0
     timeouts: Timeouts = Timeouts()
-    energy: Any = None
+    energy: EnergyConfig | Literal[False] | None = None
     slo: Mapping[str, float] = field(default_factory=dict)
     check_answers: bool = False
     hlog_interval_s: float = 5.0
