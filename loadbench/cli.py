@@ -21,13 +21,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from loadbench.display import LiveProgress, RunProgress, RunTarget, console, live_progress
 from loadbench.errors import LoadbenchError, RunAborted
+from loadbench.exit_codes import EXIT_GATES_FAILED, EXIT_INTERRUPTED, EXIT_NO_COMPLETED, EXIT_USAGE
 
-EXIT_USAGE = 2
-EXIT_NO_COMPLETED = 3  # the run finished but no measured request completed
-EXIT_GATES_FAILED = 99  # a gate failed (k6's convention); compare's regression too
-EXIT_INTERRUPTED = 130
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from loadbench.results.run import RunResult
 
 DESCRIPTION = """\
 Run a load scenario against a language-model deployment and measure TTFT, latency,
@@ -187,8 +190,10 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     # Imported after parsing, so --help and usage errors answer at once.
     from loadbench.experiment import Experiment
     from loadbench.load.overrides import Arrivals, override_load
+    from loadbench.loader import load_definition
     from loadbench.results.report import summary_renderable
-    from loadbench.scenario import Scenario, load_definition
+    from loadbench.results.run import RunResult
+    from loadbench.scenario import Scenario
 
     executor = None
     if ns.ray:
@@ -200,7 +205,7 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     if not isinstance(definition, Scenario):
         from loadbench.studies.cli import run_definition
 
-        return run_definition(definition, ns, _console(stderr=ns.json))
+        return run_definition(definition, ns, console(stderr=ns.json))
     if ns.resume is not None:
         from loadbench.errors import ConfigError
 
@@ -218,21 +223,21 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     )
     if load is not scenario.load:
         scenario = scenario.replace(load=load)
-    out = _console(stderr=ns.json)
-    err = _console(stderr=True)
-    live = None if ns.quiet or not err.is_terminal else _LiveProgress(err)
+    out = console(stderr=ns.json)
+    live = live_progress(ns.quiet)
     observer = _Observer(out, live, quiet=ns.quiet)
     try:
         result = Experiment(scenario).run(observer=observer)
     except RunAborted as exc:  # stopped early: still show what was measured, then say why
         if live is not None:
             live.close()
-        if exc.result is not None and ns.json:
+        partial = exc.result if isinstance(exc.result, RunResult) else None
+        if partial is not None and ns.json:
             import orjson
 
-            sys.stdout.write(orjson.dumps(exc.result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
-        elif exc.result is not None and not ns.quiet:
-            out.print(summary_renderable(exc.result.summary))  # type: ignore[attr-defined]
+            sys.stdout.write(orjson.dumps(partial.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif partial is not None and not ns.quiet:
+            out.print(summary_renderable(partial.summary))
         raise
     finally:
         if live is not None:
@@ -260,7 +265,7 @@ def _run_scenario(ns: argparse.Namespace) -> int:
     return code
 
 
-def _outcome(summary: dict, run: dict) -> tuple[int, tuple[str, str] | None]:
+def _outcome(summary: dict[str, Any], run: dict[str, Any]) -> tuple[int, tuple[str, str] | None]:
     """The exit code of a finished run, and the run error the CI reports show (None: it ran)."""
     if run.get("status") == "interrupted":
         return EXIT_INTERRUPTED, ("interrupted", "the run was interrupted (results up to then are written)")
@@ -280,7 +285,9 @@ def _outcome(summary: dict, run: dict) -> tuple[int, tuple[str, str] | None]:
     return 0, None
 
 
-def _ci_reports(ns: argparse.Namespace, scenario: str, result: object, *, error: tuple[str, str] | None) -> None:
+def _ci_reports(
+    ns: argparse.Namespace, scenario: str, result: RunResult | None, *, error: tuple[str, str] | None
+) -> None:
     """Write --junit and append to $GITHUB_STEP_SUMMARY, whatever the outcome."""
     import os
 
@@ -291,9 +298,9 @@ def _ci_reports(ns: argparse.Namespace, scenario: str, result: object, *, error:
 
     outcome = RunOutcome(
         scenario=scenario,
-        summary=getattr(result, "summary", None),
-        run=getattr(result, "run", None),
-        run_dir=str(result.path) if result is not None else None,  # type: ignore[attr-defined]
+        summary=result.summary if result is not None else None,
+        run=result.run if result is not None else None,
+        run_dir=str(result.path) if result is not None else None,
         error_kind=error[0] if error else None,
         error=error[1] if error else None,
     )
@@ -303,41 +310,31 @@ def _ci_reports(ns: argparse.Namespace, scenario: str, result: object, *, error:
         append_step_summary(step_summary, outcome)
 
 
-def _console(*, stderr: bool = False) -> object:
-    """A console that wraps at the terminal's width, and not at all when piped to a file."""
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=200, soft_wrap=True)
-    return console
-
-
 class _Observer:
     """Prints the target line, feeds the live display, and reports a stop request."""
 
-    def __init__(self, console: object, live: _LiveProgress | None, *, quiet: bool) -> None:
-        self._console = console
+    def __init__(self, out: Console, live: LiveProgress | None, *, quiet: bool) -> None:
+        self._console = out
         self._live = live
         self._quiet = quiet
 
-    def target_ready(self, target: object, out_dir: Path) -> None:
+    def target_ready(self, target: RunTarget, out_dir: Path) -> None:
         """Called once the target has passed its checks and the run directory exists; ``target``
         names the model actually sent (after presets, quant and reasoning, or the server's own)."""
-        kind = target.kind  # type: ignore[attr-defined]
-        url = target.describe()["base_url"]  # type: ignore[attr-defined]
-        sent = f"{target.dialect} dialect, model {target.model}"  # type: ignore[attr-defined]
+        kind = target.kind
+        url = target.describe()["base_url"]
+        sent = f"{target.dialect} dialect, model {target.model}"
         if kind == "sim":
             where = f"embedded simulator at {url} ({sent}; no model server needed, --target URL measures a real one)"
         elif kind == "url":
             where = f"{url} ({sent})"
         else:
             where = f"the deployment's own endpoint {url} ({sent})"
-        self._console.print(f"loadbench: target: {where}; results in {out_dir}")  # type: ignore[attr-defined]
+        self._console.print(f"loadbench: target: {where}; results in {out_dir}")
         if self._live is not None:
             self._live.start()
 
-    def progress(self, progress: object) -> None:
+    def progress(self, progress: RunProgress) -> None:
         if self._live is not None:
             self._live.update(progress)
 
@@ -346,56 +343,6 @@ class _Observer:
 
     def stopping(self, reason: str) -> None:
         print(f"loadbench: {reason}", file=sys.stderr)
-
-
-class _LiveProgress:
-    """A rich Live panel refreshed on rich's own thread from the latest snapshot."""
-
-    def __init__(self, console: object) -> None:
-        from rich.live import Live
-
-        self._latest: object | None = None
-        self._live = Live(console=console, refresh_per_second=4, transient=True, get_renderable=self._render)  # type: ignore[arg-type]
-        self._started = False
-
-    def start(self) -> None:
-        if not self._started:
-            self._live.start()
-            self._started = True
-
-    def update(self, progress: object) -> None:
-        self._latest = progress  # a reference swap; rich's thread renders it
-
-    def _render(self) -> object:
-        from rich.text import Text
-
-        p = self._latest
-        if p is None:
-            return Text("starting…")
-        s = p.snapshot  # type: ignore[attr-defined]
-        parts = [f"{s.elapsed_s:6.1f} s"]
-        if p.duration_s:  # type: ignore[attr-defined]
-            parts.append(f"remaining {max(0.0, p.duration_s - s.elapsed_s):5.1f} s")  # type: ignore[attr-defined]
-        if p.requests:  # type: ignore[attr-defined]
-            parts.append(f"scheduled {p.scheduled}/{p.requests}")  # type: ignore[attr-defined]
-        else:
-            parts.append(f"scheduled {p.scheduled}")  # type: ignore[attr-defined]
-        parts += [
-            f"in flight {p.in_flight}",  # type: ignore[attr-defined]
-            f"completed {s.completed}",
-            f"failed {s.failed}",
-            f"{s.output_tokens_per_s:,.0f} tok/s",
-            "TTFT p50/p99 "
-            + ("-" if s.ttft_p50_ms is None else f"{s.ttft_p50_ms:.1f}/{s.ttft_p99_ms:.1f} ms"),
-        ]
-        if p.stopping:  # type: ignore[attr-defined]
-            parts.append("stopping…")
-        return Text(" · ".join(parts))
-
-    def close(self) -> None:
-        if self._started:
-            self._live.stop()
-            self._started = False
 
 
 def _report(argv: list[str]) -> int:
@@ -418,7 +365,7 @@ def _report(argv: list[str]) -> int:
         n = result.summary["rebuilt"]["records"]
         print(f"loadbench: {ns.run_dir}: no summary.json; rebuilt it from requests.jsonl ({n} records)",
               file=sys.stderr)
-    _console().print(summary_renderable(result.summary))  # type: ignore[attr-defined]
+    console().print(summary_renderable(result.summary))
     return 0
 
 

@@ -1,30 +1,32 @@
-"""Scenario: everything one run needs, as one immutable value; and the loader for scenario files.
+"""Scenario: everything one run needs, as one immutable value.
 
-A scenario file is a Python file that assigns ``scenario = Scenario(...)`` (or ``study =
-Study(...)`` / ``search = CapacitySearch(...)``, see ``loadbench.studies``). The seed's
-``Experiment`` fields (workload, deployment, reasoning, quant) are joined by the load plan, the stop
-rule, the target and the output settings.
+The seed's ``Experiment`` fields (workload, deployment, reasoning, quant) are joined by the load
+plan, the stop rule, the target and the output settings. Scenario files (``scenario =
+Scenario(...)``) are read by ``loadbench.loader``, which also knows the studies that build on
+scenarios; this module knows neither, so studies and the experiment import it one way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
-from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
+from loadbench.errors import ConfigError
 from loadbench.gates import normalize as normalize_gates
 from loadbench.load.executors import check_executor
-from loadbench.load.plans import Concurrency, Stop, check_plan
+from loadbench.load.plans import Concurrency, LoadPlan, Stop, check_plan
 from loadbench.params import named_parameters
+
+if TYPE_CHECKING:  # annotations only: importing them here would load the workloads, the simulator and the meters
+    from loadbench.deployments.models import Quant
+    from loadbench.energy import EnergyConfig
+    from loadbench.sim import SimConfig
+    from loadbench.workloads import Workload
 
 SLO_KEYS = ("ttft_ms", "ttft_from_schedule_ms", "tpot_ms", "e2e_ms", "e2e_from_schedule_ms")
 
@@ -83,20 +85,20 @@ class Scenario:
     ``Ray(address)`` for workers on a Ray cluster.
     """
 
-    workload: Any
+    workload: Workload
     deployment: Deployment
     reasoning: bool = False
-    quant: Any = None
-    load: Any = Concurrency(1)
+    quant: Quant | None = None
+    load: LoadPlan = Concurrency(1)
     stop: Stop = Stop(requests=10)
     target: str | None = None
-    sim: Any = None
+    sim: SimConfig | None = None
     name: str = "experiment"
     out_dir: str | Path | None = None
     overwrite: bool = False
     seed: int = 0
     timeouts: Timeouts = Timeouts()
-    energy: Any = None
+    energy: EnergyConfig | Literal[False] | None = None
     slo: Mapping[str, float] = field(default_factory=dict)
     check_answers: bool = False
     hlog_interval_s: float = 5.0
@@ -241,121 +243,3 @@ class Scenario:
                 cooldown_s=cooldown_s,
             )
         return self.replace(**changes) if changes else self
-
-
-def _line_in(path: Path, exc: BaseException) -> int | None:
-    """The last line of ``path`` in ``exc``'s traceback, to point the user at their own code."""
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if Path(frame.filename) == path:
-            line = frame.lineno
-    return line
-
-
-def _forget_helpers(directory: str, before: set[str]) -> None:
-    """Drop the modules a scenario file imported from its own folder.
-
-    Otherwise the next file's ``import common`` would get the previous folder's ``common.py``
-    from ``sys.modules``. Only top-level modules found in ``directory`` (and their submodules)
-    are dropped; anything else imported for the first time stays, so classes keep one identity.
-    """
-    new = [m for m in sys.modules if m not in before]
-    helpers = set()
-    for mod_name in new:
-        file = getattr(sys.modules[mod_name], "__file__", None)
-        if "." in mod_name or not file:
-            continue
-        found = Path(file).resolve()
-        home = found.parent.parent if found.name == "__init__.py" else found.parent
-        if str(home) == directory:
-            helpers.add(mod_name)
-    for mod_name in new:
-        if mod_name.partition(".")[0] in helpers:
-            sys.modules.pop(mod_name, None)
-
-
-def _exec_file(path: Path) -> dict[str, Any]:
-    """Run a scenario file as a fresh module and return its namespace.
-
-    The file runs under a unique module name; its directory is on ``sys.path`` only while it runs
-    (so it may import helpers beside it); neither the module nor those helpers are left in
-    ``sys.modules``. Every problem becomes a ScenarioError naming the file (and line, where there is one).
-    """
-    if not path.is_file():
-        raise ScenarioError(f"{path}: scenario file not found")
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario file ({exc})") from None
-    resolved = path.resolve()
-    try:
-        code = compile(source, str(resolved), "exec")
-    except SyntaxError as exc:
-        raise ScenarioError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-
-    import types
-
-    name = "loadbench_scenario_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    module = types.ModuleType(name)
-    module.__file__ = str(resolved)
-    directory = str(resolved.parent)
-    modules_before = set(sys.modules)
-    sys.modules[name] = module  # dataclasses defined in the file look their module up here
-    sys.path.insert(0, directory)
-    try:
-        exec(code, module.__dict__)
-    except LoadbenchError as exc:
-        where = _line_in(resolved, exc)
-        raise ScenarioError(f"{path}{f':{where}' if where else ''}: {exc}") from None
-    except Exception as exc:
-        where = _line_in(resolved, exc)
-        raise ScenarioError(f"{path}{f':{where}' if where else ''}: {type(exc).__name__}: {exc}") from None
-    finally:
-        sys.modules.pop(name, None)
-        with contextlib.suppress(ValueError):
-            sys.path.remove(directory)
-        _forget_helpers(directory, modules_before)
-    return module.__dict__
-
-
-#: What a file may define for ``python -m loadbench FILE.py``: one run, a study, or a capacity search.
-DEFINITIONS = ("scenario", "study", "search")
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    """Run a scenario file and return its ``scenario`` (see ``_exec_file`` for how it runs)."""
-    path = Path(path)
-    found = load_definition(path)
-    if not isinstance(found, Scenario):
-        kind = "study" if type(found).__name__ == "Study" else "search"
-        raise ScenarioError(f"{path}: defines a `{kind}`, not a `scenario`; run it with `python -m loadbench {path}`")
-    return found
-
-
-def load_definition(path: str | Path) -> Any:
-    """Run a file and return what it defines: its ``scenario`` (a Scenario), ``study`` (a
-    ``loadbench.Study``, sweeps included) or ``search`` (a ``loadbench.CapacitySearch``), exactly
-    one of them. A name left at its default becomes the file's stem.
-    """
-    from loadbench.studies import CapacitySearch, Study
-
-    path = Path(path)
-    namespace = _exec_file(path)
-    present = [n for n in DEFINITIONS if namespace.get(n) is not None]
-    if not present:
-        raise ScenarioError(
-            f"{path}: defines no `scenario` (expected `scenario = Scenario(...)`, `study = Study(...)` "
-            "or `search = CapacitySearch(...)`)"
-        )
-    if len(present) > 1:
-        raise ScenarioError(f"{path}: defines {' and '.join(f'`{n}`' for n in present)}; define exactly one")
-    kind = present[0]
-    value = namespace[kind]
-    expected = {"scenario": Scenario, "study": Study, "search": CapacitySearch}[kind]
-    if not isinstance(value, expected):
-        raise ScenarioError(f"{path}: `{kind}` must be a loadbench.{expected.__name__}, got {type(value).__name__}")
-    if isinstance(value, Scenario):
-        return dataclasses.replace(value, name=path.stem) if value.name == "experiment" else value
-    if value.name is None and value.base.name == "experiment":
-        return value.with_name(path.stem)
-    return value

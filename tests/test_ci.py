@@ -223,7 +223,7 @@ def test_junit_and_markdown_for_a_run_that_never_started() -> None:
 
 def test_shipped_ci_soak_scenario_has_gates_that_the_summary_knows() -> None:
     from loadbench.experiment import Experiment
-    from loadbench.scenario import load_scenario
+    from loadbench.loader import load_scenario
 
     scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "ci_soak.py")
     assert len(scenario.gates) >= 5 and scenario.target == "sim"

@@ -254,7 +254,8 @@ def test_report_prints_a_finished_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scenarios").glob("*.py")))
 def test_every_shipped_scenario_loads_and_targets_the_simulator(path: str) -> None:
-    from loadbench.scenario import Scenario, load_definition
+    from loadbench.loader import load_definition
+    from loadbench.scenario import Scenario
 
     found = load_definition(ROOT / path)
     if isinstance(found, Scenario):

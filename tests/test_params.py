@@ -11,7 +11,7 @@ import pytest
 from loadbench import Concurrency, Decode, Local, Poisson, Remote, Scenario, Stop
 from loadbench.deployments import Timeouts
 from loadbench.errors import ConfigError, ScenarioError
-from loadbench.scenario import load_scenario
+from loadbench.loader import load_scenario
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 0, "5", True, None])

@@ -32,7 +32,10 @@ NS_PER_S = 1_000_000_000
 class OpenLoopPlan(Protocol):
     """An arrival process: request offsets from the run's start, independent of the responses."""
 
-    max_concurrency: int | None
+    @property
+    def max_concurrency(self) -> int | None:
+        """At most this many requests in flight (None: no cap). Read-only, so frozen plans qualify."""
+        ...
 
     def offsets_ns(self, rng: np.random.Generator) -> Iterator[int]:
         """Offsets (ns from the run's start) of requests 0, 1, 2, ...; non-decreasing, may be finite."""

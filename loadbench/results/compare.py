@@ -355,7 +355,7 @@ def _parse_tolerances(items: Iterable[str]) -> tuple[float | None, float | None,
 
 def main(argv: list[str]) -> int:
     """``python -m loadbench compare BASELINE_RUN NEW_RUN``: exit 99 on a regression."""
-    from loadbench.cli import EXIT_GATES_FAILED
+    from loadbench.exit_codes import EXIT_GATES_FAILED
 
     p = argparse.ArgumentParser(
         prog="python -m loadbench compare",

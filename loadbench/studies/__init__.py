@@ -9,8 +9,9 @@
 """
 
 from loadbench.studies.capacity import CapacitySearch, SearchResult
+from loadbench.studies.knee import knee
 from loadbench.studies.study import Overrides, Study, StudyResult
-from loadbench.studies.sweep import concurrencies, geometric, knee, linear, rates, sweep
+from loadbench.studies.sweep import concurrencies, geometric, linear, rates, sweep
 from loadbench.studies.values import Fields
 
 __all__ = [

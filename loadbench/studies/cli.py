@@ -5,19 +5,25 @@ Called by ``python -m loadbench FILE.py`` when the file assigns ``study`` or ``s
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from loadbench.display import LiveProgress, RunProgress, RunTarget, live_progress
 from loadbench.errors import ConfigError
+from loadbench.exit_codes import EXIT_INTERRUPTED, EXIT_NO_COMPLETED
 from loadbench.studies.capacity import CapacitySearch, SearchResult
 from loadbench.studies.study import Overrides, Study, StudyResult
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-def run_definition(definition: Study | CapacitySearch, ns: Any, console: Any) -> int:
+
+def run_definition(definition: Study | CapacitySearch, ns: argparse.Namespace, console: Console) -> int:
     """Run a study or a search with the parsed command line ``ns``; returns the exit code."""
-    from loadbench.cli import EXIT_INTERRUPTED, EXIT_NO_COMPLETED
-
     if ns.json:
         raise ConfigError("--json prints one run's summary; a study writes study.json and cells.csv instead")
     overrides = Overrides(target=ns.target, duration_s=ns.duration, requests=ns.requests, seed=ns.seed)
@@ -28,11 +34,11 @@ def run_definition(definition: Study | CapacitySearch, ns: Any, console: Any) ->
             )
         if ns.duration is not None or ns.requests is not None:
             raise ConfigError("--duration/--requests do not apply to a capacity search: it sizes each probe itself")
-        result = definition.run(out_dir=ns.out, overrides=overrides, observer=_SearchPrinter(console, ns.quiet))
-        console.print(search_table(result, definition))
-        console.print(answer_line(result, definition))
-        console.print(f"results: {result.path}/capacity.json")
-        return EXIT_INTERRUPTED if result.interrupted else 0
+        found = definition.run(out_dir=ns.out, overrides=overrides, observer=_SearchPrinter(console, ns.quiet))
+        console.print(search_table(found, definition))
+        console.print(answer_line(found, definition))
+        console.print(f"results: {found.path}/capacity.json")
+        return EXIT_INTERRUPTED if found.interrupted else 0
     if ns.resume is not None and ns.out is not None:
         raise ConfigError("give --resume DIR or --out DIR, not both")
     result = definition.run(
@@ -58,7 +64,7 @@ def _fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def study_table(result: StudyResult) -> Any:
+def study_table(result: StudyResult) -> Table:
     """The terminal table of a study: one row per cell."""
     from rich.table import Table
 
@@ -91,7 +97,7 @@ def study_table(result: StudyResult) -> Any:
     return table
 
 
-def search_table(result: SearchResult, search: CapacitySearch) -> Any:
+def search_table(result: SearchResult, search: CapacitySearch) -> Table:
     """The terminal table of a capacity search: one row per probe."""
     from rich.table import Table
 
@@ -149,15 +155,14 @@ def answer_line(result: SearchResult, search: CapacitySearch) -> str:
 class _RunObserver:
     """The Experiment observer of one cell or probe: says when Ctrl-C stops it."""
 
-    def __init__(self, console: Any, live: Any) -> None:
-        self._console = console
+    def __init__(self, live: LiveProgress | None) -> None:
         self._live = live
 
-    def target_ready(self, target: Any, out_dir: Path) -> None:
+    def target_ready(self, target: RunTarget, out_dir: Path) -> None:
         if self._live is not None:
             self._live.start()
 
-    def progress(self, progress: Any) -> None:
+    def progress(self, progress: RunProgress) -> None:
         if self._live is not None:
             self._live.update(progress)
 
@@ -175,20 +180,13 @@ class _RunObserver:
             self._live.close()
 
 
-def _live(quiet: bool) -> Any:
-    from loadbench.cli import _console, _LiveProgress
-
-    err = _console(stderr=True)
-    return None if quiet or not err.is_terminal else _LiveProgress(err)  # type: ignore[attr-defined]
-
-
 class _StudyPrinter:
-    def __init__(self, console: Any, quiet: bool) -> None:
+    def __init__(self, console: Console, quiet: bool) -> None:
         self._console = console
         self._quiet = quiet
         self._run: _RunObserver | None = None
 
-    def study_started(self, path: Path, cells: list[dict[str, Any]], resumed: bool) -> None:
+    def study_started(self, path: Path, cells: Sequence[dict[str, Any]], resumed: bool) -> None:
         done = sum(c["status"] == "finished" for c in cells)
         what = (
             f"resuming {path}: {done} of {len(cells)} cells finished, running the rest"
@@ -197,12 +195,12 @@ class _StudyPrinter:
         )
         self._console.print(f"loadbench: {what}")
 
-    def cell_started(self, cell: dict[str, Any], position: int, total: int) -> Any:
+    def cell_started(self, cell: dict[str, Any], position: int, total: int) -> _RunObserver:
         if not self._quiet:
             values = ", ".join(f"{k}={v}" for k, v in cell["values"].items())
             rep = f" (repeat {cell['repeat']})" if cell["repeat"] else ""
             self._console.print(f"[{position}/{total}] {cell['id']}: {values}{rep}")
-        self._run = _RunObserver(self._console, _live(self._quiet))
+        self._run = _RunObserver(live_progress(self._quiet))
         return self._run
 
     def cell_ended(self, cell: dict[str, Any], row: dict[str, Any]) -> None:
@@ -220,7 +218,7 @@ class _StudyPrinter:
 
 
 class _SearchPrinter:
-    def __init__(self, console: Any, quiet: bool) -> None:
+    def __init__(self, console: Console, quiet: bool) -> None:
         self._console = console
         self._quiet = quiet
         self._run: _RunObserver | None = None
@@ -234,12 +232,12 @@ class _SearchPrinter:
             f"tolerance {search.tolerance:.0%}, confidence {search.confidence:.0%}; into {path}"
         )
 
-    def probe_started(self, index: int, load: float, attempt: int, measure_s: float) -> Any:
+    def probe_started(self, index: int, load: float, attempt: int, measure_s: float) -> _RunObserver:
         if not self._quiet:
             again = f", measurement {attempt + 1} (the interval straddled the target)" if attempt else ""
             label = self._search.label(load) if self._search is not None else f"{load:g}"
             self._console.print(f"probe {index}: {label} for {measure_s:.0f} s measured{again}")
-        self._run = _RunObserver(self._console, _live(self._quiet))
+        self._run = _RunObserver(live_progress(self._quiet))
         return self._run
 
     def probe_ended(self, probe: dict[str, Any]) -> None:

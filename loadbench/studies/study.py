@@ -40,6 +40,7 @@ import orjson
 from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
 from loadbench.results.run_dir import write_json
 from loadbench.scenario import Scenario
+from loadbench.studies.knee import knees
 from loadbench.studies.slo import limits_attainment
 from loadbench.studies.values import Fields, axis_values
 
@@ -547,8 +548,6 @@ def _run_study(
             break
     extra: dict[str, Any] = {}
     if study.kind == "sweep":
-        from loadbench.studies.sweep import knees
-
         extra["knee"] = knees(study, rows)
         files.write(cells, rows, extra)
     return StudyResult(path=path, kind=study.kind, axes=axes, cells=cells, rows=rows, status=status, extra=extra)

@@ -15,7 +15,7 @@ import pytest
 
 from loadbench import Balanced, Concurrency, Decode, Fields, Fixed, Prefill, Remote, Scenario, SimConfig, Stop, Study
 from loadbench.errors import ConfigError, ScenarioError
-from loadbench.scenario import load_definition, load_scenario
+from loadbench.loader import load_definition, load_scenario
 from loadbench.studies.study import FIGURE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
