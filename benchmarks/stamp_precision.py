@@ -39,12 +39,12 @@ def child(variant: str, scenario_name: str, duration_s: float, out_dir: str) -> 
     import resource
 
     from loadbench import Concurrency, Decode, Experiment, Fixed, Poisson, Remote, Scenario, SimConfig, Stop
-    from loadbench.deployments import http
+    from loadbench.deployments import transport
     from loadbench.results.verify import compare
     from loadbench.sim import process
 
     read_path, placement = variant.split("/")
-    http.DEFAULT_READ_PATH = read_path  # type: ignore[assignment]
+    transport.DEFAULT_READ_PATH = read_path  # type: ignore[assignment]
     if placement == "shared":
         process.SimProcess.__init__.__kwdefaults__["isolate_cpu"] = False
 
