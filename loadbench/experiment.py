@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from loadbench.deployments.base import ClientSettings
 from loadbench.errors import LoadbenchError, RunAborted
@@ -57,6 +57,7 @@ from loadbench.results.run_dir import (
     write_json,
 )
 from loadbench.scenario import Scenario
+from loadbench.urls import redact_url
 from loadbench.workloads.prompt import Prompt
 from loadbench.workloads.report import LengthTally, counter_percentile, lengths_outcome, lengths_plan
 
@@ -118,15 +119,6 @@ class _Silent:
 
     def stopping(self, reason: str) -> None:
         pass
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user:password and query string, which may carry credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _versions() -> dict[str, str]:
@@ -335,12 +327,13 @@ class Experiment:
         async with scenario.deployment.open(base_url=target.base_url, settings=settings) as sender:
             # The model actually sent (a preset resolved with the run's quant and reasoning, or
             # the server's own model picked), known only now that the target has been asked.
-            sent_model = getattr(getattr(sender, "wire", None), "model", None)
+            sent_model = sender.model
             if sent_model:
                 target = dataclasses.replace(target, model=sent_model)
                 run_info["target"] = target.describe()
                 deployment_info = run_info["scenario"]["deployment"]
                 deployment_info["tag" if "tag" in deployment_info else "model"] = sent_model
+            run_info["client"] = {"stamping": sender.stamping}  # where arrivals are stamped (docs/metrics.md)
             # run.json is written only once the target has passed its checks: a run without it
             # never started, and its directory is removed.
             write_json(out_dir / "run.json", run_info)
