@@ -110,8 +110,10 @@ def refused(exc: BaseException | None) -> bool:
     """Whether ``exc`` is a refused connection (``ECONNREFUSED``).
 
     Looked for on the exception, on the OS error it wraps (aiohttp's ``os_error``), down its chain
-    (httpx's ``ConnectError`` wraps httpcore's, which wraps the socket's ``OSError``), and in an
-    exception group whose members were all refused (one attempt per resolved address).
+    of causes and contexts (httpx's ``ConnectError`` wraps httpcore's, which wraps the socket's
+    ``OSError``), and in an exception group whose members were all refused (one attempt per
+    resolved address). Only connection errors are asked, so an earlier, handled refusal in the
+    context of some later failure is never mistaken for this one's cause.
     """
     for _ in range(8):  # a chain is a few links; never loop on a cycle
         if exc is None:
@@ -122,7 +124,9 @@ def refused(exc: BaseException | None) -> bool:
         if isinstance(exc, BaseExceptionGroup) and members:
             return all(refused(member) for member in members)
         os_error = getattr(exc, "os_error", None)
-        exc = os_error if isinstance(os_error, OSError) and os_error is not exc else exc.__cause__ or exc.__context__
+        # httpcore re-raises the socket's error with its context suppressed: it is followed anyway.
+        wrapped = os_error if isinstance(os_error, OSError) and os_error is not exc else None
+        exc = wrapped or exc.__cause__ or exc.__context__
     return False
 
 
