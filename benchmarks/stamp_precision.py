@@ -14,8 +14,9 @@ Each runs under four client variants, each in a fresh process (so its CPU time i
 
 Prints, per run, the ``loadbench verify`` differences (client - server, ms, p50 / p99) and the
 client's CPU per streamed chunk (process CPU over the whole run / token-bearing chunks, in µs;
-start-up and the end-of-run summary included, so it overstates the per-chunk cost). Asserts
-nothing. Run: ``python benchmarks/stamp_precision.py [--duration-s 12] [--repeat 1]``.
+start-up and the end-of-run summary included, so it overstates the per-chunk cost), and where the
+run stamped arrivals (``run.json``'s ``client.stamping``: ``socket`` unless aiohttp's hooks no
+longer fit). Asserts nothing. Run: ``python benchmarks/stamp_precision.py [--duration-s 12] [--repeat 1]``.
 
 The host's other load shows up directly in p99: compare variants run back to back, and repeat.
 """
@@ -39,12 +40,12 @@ def child(variant: str, scenario_name: str, duration_s: float, out_dir: str) -> 
     import resource
 
     from loadbench import Concurrency, Decode, Experiment, Fixed, Poisson, Remote, Scenario, SimConfig, Stop
-    from loadbench.deployments import http
+    from loadbench.deployments import transport
     from loadbench.results.verify import compare
     from loadbench.sim import process
 
     read_path, placement = variant.split("/")
-    http.DEFAULT_READ_PATH = read_path  # type: ignore[assignment]
+    transport.DEFAULT_READ_PATH = read_path  # type: ignore[assignment]
     if placement == "shared":
         process.SimProcess.__init__.__kwdefaults__["isolate_cpu"] = False
 
@@ -60,7 +61,7 @@ def child(variant: str, scenario_name: str, duration_s: float, out_dir: str) -> 
         out_dir=out_dir,
     )
     before = resource.getrusage(resource.RUSAGE_SELF)
-    Experiment(scenario).run()
+    result = Experiment(scenario).run()
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     chunks = 0
@@ -70,7 +71,7 @@ def child(variant: str, scenario_name: str, duration_s: float, out_dir: str) -> 
             chunks += row.get("output_tokens") or 0
     report = compare(out_dir)
     print(json.dumps({"cpu_s": cpu_s, "chunks": chunks, "joined": report["joined_ok"],
-                      "metrics": report["metrics"]}))
+                      "metrics": report["metrics"], "stamping": result.run["client"]["stamping"]}))
 
 
 def run_one(variant: str, scenario: str, duration_s: float) -> dict:
@@ -98,7 +99,7 @@ def main() -> None:
     short = {"request_transit_ms": "transit", "first_token_delivery_ms": "first tok",
              "end_delivery_ms": "end", "ttft_diff_ms": "TTFT diff", "e2e_diff_ms": "E2E diff"}
     header = f"{'scenario':<11}{'variant':<15}{'reqs':>5}" + "".join(f"{short[m]:>15}" for m in METRICS)
-    header += f"{'CPU us/chunk':>14}"
+    header += f"{'CPU us/chunk':>14}{'stamping':>10}"
     print("client - server, ms: p50 / p99")
     print(header)
     print("-" * len(header))
@@ -110,7 +111,8 @@ def main() -> None:
                     f"{r['metrics'][m]['p50']:>7.2f} /{r['metrics'][m]['p99']:>6.2f}" for m in METRICS
                 )
                 per_chunk = 1e6 * r["cpu_s"] / max(r["chunks"], 1)
-                print(f"{scenario:<11}{variant:<15}{r['joined']:>5}{cells}{per_chunk:>14.1f}", flush=True)
+                print(f"{scenario:<11}{variant:<15}{r['joined']:>5}{cells}{per_chunk:>14.1f}{r['stamping']:>10}",
+                      flush=True)
 
 
 if __name__ == "__main__":

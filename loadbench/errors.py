@@ -8,9 +8,9 @@ Two families, kept apart on purpose:
 * ``RequestFailed`` is one request going wrong under load. It never stops a run: the scheduler
   catches it, stamps the record with its ``category`` and counts it.
 
-Foreign exceptions (aiohttp, the SDKs, the OS) are translated into these at one boundary per client
-path (``loadbench.deployments.http.translate`` and ``loadbench.deployments.sdk``), with the original
-chained as ``__cause__``.
+Foreign exceptions (aiohttp, the SDKs, the OS) are translated into these in one module,
+``loadbench.deployments.failures`` (``translate`` and ``translate_sdk``), with the original chained
+as ``__cause__``.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from loadbench.errors import LoadbenchError, RunAborted
 from loadbench.gates import Gate, LiveFigures, LiveJudge, check_paths, evaluate, schema
 from loadbench.load.calm_gc import calm_gc
 from loadbench.load.executors import Driver, resolve_executor
+from loadbench.load.interface import Sender
 from loadbench.load.plans import NS_PER_S, Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.drift import DriftTracker, default_window_s
@@ -54,7 +55,8 @@ from loadbench.results.run_dir import (
     write_json,
 )
 from loadbench.results.run_info import RunClock
-from loadbench.scenario import Scenario, describe_value, redact_url
+from loadbench.scenario import Scenario, describe_value
+from loadbench.urls import redact_url
 from loadbench.workloads.prompt import Prompt
 from loadbench.workloads.report import lengths_outcome, lengths_plan
 
@@ -287,6 +289,7 @@ class Experiment:
                 )
                 until_written.enter_context(_signals(load.scheduler, observer))
                 await load.run(load_scope, meter, sim, judge)
+                info["client"] = {"stamping": sender.stamping}  # a fall-back to reader stamps mid-run shows
             summary = self._conclude(scenario, target, measures, load, meter, observer, out_dir, info)
         return _result(out_dir, summary, info, load)
 
@@ -495,18 +498,19 @@ class _Measures:
 
 
 def _target_ready(
-    sender: Any, target: TargetInfo, info: dict[str, Any], out_dir: Path, observer: Observer
+    sender: Sender, target: TargetInfo, info: dict[str, Any], out_dir: Path, observer: Observer
 ) -> TargetInfo:
     """The target as the opened client resolved it; run.json is written (a run directory without
     it never started, and is removed) and the observer told, once it exists and the target answered."""
     # The model actually sent (a preset resolved with the run's quant and reasoning, or the
     # server's own model picked), known only now that the target has been asked.
-    sent_model = getattr(getattr(sender, "wire", None), "model", None)
+    sent_model = sender.model
     if sent_model:
         target = dataclasses.replace(target, model=sent_model)
         info["target"] = target.describe()
         deployment_info = info["scenario"]["deployment"]
         deployment_info["tag" if "tag" in deployment_info else "model"] = sent_model
+    info["client"] = {"stamping": sender.stamping}  # where arrivals are stamped (docs/metrics.md)
     write_json(out_dir / "run.json", info)
     observer.target_ready(target, out_dir)
     return target

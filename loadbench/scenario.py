@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from loadbench.deployments.base import Deployment, Timeouts
 from loadbench.errors import ConfigError
@@ -21,6 +21,7 @@ from loadbench.gates import normalize as normalize_gates
 from loadbench.load.executors import check_executor
 from loadbench.load.plans import Concurrency, LoadPlan, Stop, check_plan
 from loadbench.params import named_parameters
+from loadbench.urls import redact_url
 
 if TYPE_CHECKING:  # annotations only: importing them here would load the workloads, the simulator and the meters
     from loadbench.deployments.models import Quant
@@ -38,15 +39,6 @@ def check_target(target: str | None) -> None:
     parts = urlsplit(target) if isinstance(target, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"target must be 'sim' or an http(s) URL such as http://127.0.0.1:8000, got {target!r}")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user:password and query string, which may carry credentials."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def describe_value(value: Any) -> Any:

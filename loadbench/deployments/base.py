@@ -7,12 +7,15 @@ embedded simulator, or a URL the user gave) and to the run's ``ClientSettings``.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from time import perf_counter_ns
 from typing import Any, ClassVar, Literal
 
 from loadbench.load.interface import Sender
+from loadbench.metrics.record import RequestRecord
 from loadbench.params import check_number, named_parameters
 
 Location = Literal["local", "remote", "hybrid"]
@@ -35,6 +38,16 @@ class Timeouts:
     def __post_init__(self) -> None:
         for name in ("connect_s", "first_token_s", "total_s"):
             check_number("Timeouts", name, getattr(self, name), minimum=0, exclusive=True)
+
+
+def deadlines(record: RequestRecord, timeouts: Timeouts) -> tuple[float, float]:
+    """``(first_token_at, total_at)`` on the running loop's clock, anchored at ``record.sent_ns``
+    (stamped now if the caller has not)."""
+    if not record.sent_ns:
+        record.sent_ns = perf_counter_ns()
+    sent_loop_s = asyncio.get_running_loop().time() - (perf_counter_ns() - record.sent_ns) / 1e9
+    total_at = sent_loop_s + timeouts.total_s
+    return min(sent_loop_s + timeouts.first_token_s, total_at), total_at
 
 
 @dataclass(frozen=True, slots=True)

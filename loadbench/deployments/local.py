@@ -19,22 +19,16 @@ from urllib.parse import urlsplit
 import orjson
 
 from loadbench.deployments.base import ClientSettings, Deployment, Dialect
-from loadbench.deployments.http import (
-    HttpSender,
-    HttpTransport,
-    NdjsonDecoder,
-    error_message,
-    join_url,
-    preflight_failure,
-    read_limited,
-    translate,
-    v1_url,
-)
+from loadbench.deployments.failures import error_message, preflight_failure, translate
+from loadbench.deployments.framing import NdjsonDecoder
 from loadbench.deployments.models import DEFAULT_CATALOG, ModelCatalog, Quant, resolve_tag
+from loadbench.deployments.sdk import open_ollama_sdk
+from loadbench.deployments.transport import HttpSender, HttpTransport, read_limited
 from loadbench.deployments.wire.ollama import OllamaWire
 from loadbench.errors import ConfigError, RequestFailed, TargetError
 from loadbench.load.interface import Sender
 from loadbench.params import check_number, named_parameters
+from loadbench.urls import join_url, v1_url
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 PULL_TIMEOUT_S = 3600.0
@@ -179,8 +173,6 @@ class Local(Deployment):
             tag = await self.preflight(transport, base_url, tags, settings)
             wire = self.wire(settings, tag)
             if self.client == "sdk":
-                from loadbench.deployments.sdk import open_ollama_sdk
-
                 async with open_ollama_sdk(wire, base_url, settings) as sender:
                     yield sender
                 return

@@ -18,18 +18,15 @@ from urllib.parse import urlsplit
 import orjson
 
 from loadbench.deployments.base import ClientSettings, Deployment, Dialect
-from loadbench.deployments.http import (
-    HttpSender,
-    HttpTransport,
-    join_url,
-    preflight_failure,
-    redact,
-    v1_url,
-)
+from loadbench.deployments.failures import error_message, preflight_failure, redact
+from loadbench.deployments.sdk import open_remote_sdk
+from loadbench.deployments.transport import HttpSender, HttpTransport
+from loadbench.deployments.wire.anthropic import AnthropicWire
 from loadbench.deployments.wire.openai import OpenAIWire, is_reasoning_model
 from loadbench.errors import ConfigError, RequestFailed, TargetError
 from loadbench.load.interface import Sender
 from loadbench.params import check_number, named_parameters
+from loadbench.urls import join_url, origin, v1_url
 
 Provider = Literal["openai", "deepseek", "anthropic", "compatible"]
 Client = Literal["http", "sdk"]
@@ -291,8 +288,6 @@ class Remote(Deployment):
     def wire(self, settings: ClientSettings) -> Any:
         """The request shape for this run, in this deployment's dialect."""
         if self.dialect == "anthropic":
-            from loadbench.deployments.wire.anthropic import AnthropicWire
-
             return AnthropicWire(
                 model=self.resolved_model(reasoning=settings.reasoning),
                 default_max_tokens=self.max_tokens,
@@ -316,11 +311,9 @@ class Remote(Deployment):
     async def _open(self, *, base_url: str, settings: ClientSettings) -> AsyncIterator[Sender]:
         key = self.resolve_key(settings)
         if self.client == "sdk":
-            from loadbench.deployments.sdk import open_remote_sdk
-
             async with HttpTransport(settings) as transport:
                 chosen = self._with_served_model(await self.preflight(transport, base_url, key, settings), base_url)
-            async with open_remote_sdk(chosen, chosen.wire(settings), base_url, key, settings) as sender:
+            async with open_remote_sdk(chosen.dialect, chosen.wire(settings), base_url, key, settings) as sender:
                 yield sender
             return
         async with HttpTransport(settings) as transport:
@@ -358,8 +351,6 @@ class Remote(Deployment):
                 f"{'Anthropic' if self.dialect == 'anthropic' else 'OpenAI-compatible'} API root" + hint
             )
         if status >= 400:
-            from loadbench.deployments.http import error_message
-
             message = redact(error_message(body), key)
             raise TargetError(f"{base_url}: HTTP {status} for GET {urlsplit(url).path}: {message}")
         try:
@@ -372,7 +363,7 @@ class Remote(Deployment):
         if isinstance(listing, dict) and "models" in listing and "data" not in listing:
             raise TargetError(
                 f"{base_url} answered like an Ollama server, not an OpenAI-compatible one "
-                f"(use Local(...), or base_url '{_origin(base_url)}/v1' for its OpenAI API)"
+                f"(use Local(...), or base_url '{origin(base_url)}/v1' for its OpenAI API)"
             )
         if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
             raise TargetError(f"{base_url}: GET {urlsplit(url).path} did not return an OpenAI-style model list")
@@ -387,16 +378,11 @@ class Remote(Deployment):
         return served
 
 
-def _origin(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 async def _dialect_hint(transport: HttpTransport, base_url: str, timeout_s: float) -> str:
     """A hint naming the dialect the host does speak, when we can tell (else ``""``)."""
-    origin = _origin(base_url)
+    root = origin(base_url)
     try:
-        status, body, _ = await transport.get(join_url(origin, "api/tags"), {}, timeout_s=timeout_s)
+        status, body, _ = await transport.get(join_url(root, "api/tags"), {}, timeout_s=timeout_s)
     except RequestFailed:
         return ""
     if status == 200:
@@ -406,7 +392,7 @@ async def _dialect_hint(transport: HttpTransport, base_url: str, timeout_s: floa
             return ""
         if isinstance(listing, dict) and isinstance(listing.get("models"), list):
             return (
-                f"; {origin} answers like an Ollama server (use Local(...), or base_url "
-                f"'{origin}/v1' for its OpenAI-compatible API)"
+                f"; {root} answers like an Ollama server (use Local(...), or base_url "
+                f"'{root}/v1' for its OpenAI-compatible API)"
             )
     return ""

@@ -2,10 +2,12 @@
 
 ``ollama.AsyncClient``, ``openai.AsyncOpenAI`` and ``anthropic.AsyncAnthropic`` send the bodies the
 dialect modules build (extension fields such as ``ignore_eos`` through ``extra_body``) and stamp the
-same record fields as the aiohttp path, so the two can be compared. Each SDK gets its own
+same record fields as the aiohttp path, through the same dialect parsers (``wire/*``), so the two
+can be compared. Each SDK gets its own
 ``httpx.AsyncClient`` whose pool is sized to the run (httpx's default of 100 connections would cap
 concurrency), no SDK retries, and only a connect timeout: the per-request deadlines are ours, as
-on the aiohttp path. SDK exceptions become ``RequestFailed`` in one place, ``translate_sdk``.
+on the aiohttp path. SDK exceptions become ``RequestFailed`` in one place,
+``failures.translate_sdk``.
 
 Stamps: ``sent`` is when the request's bytes start to be written to the connection, seen through
 httpcore's ``trace`` extension (attached to each request by an httpx request hook), as the aiohttp
@@ -25,7 +27,6 @@ import asyncio
 import contextlib
 import contextvars
 import importlib
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from time import perf_counter_ns
@@ -33,21 +34,21 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from loadbench.deployments.base import ClientSettings, Timeouts
-from loadbench.deployments.http import deadlines, redact, status_failure, translate
+from loadbench.deployments.base import ClientSettings, Dialect, Timeouts, deadlines
+from loadbench.deployments.failures import translate_sdk
+from loadbench.deployments.framing import StreamParser
 from loadbench.deployments.wire.anthropic import AnthropicWire
-from loadbench.deployments.wire.anthropic import apply_usage as anthropic_usage
-from loadbench.deployments.wire.ollama import OllamaWire, apply_done
-from loadbench.deployments.wire.openai import OpenAIWire, apply_usage, llamacpp_timings
+from loadbench.deployments.wire.ollama import OllamaWire
+from loadbench.deployments.wire.openai import OpenAIWire
 from loadbench.errors import ConfigError, ErrorCategory, RequestFailed
+from loadbench.load.interface import Stamping
 from loadbench.metrics.record import RequestRecord
+from loadbench.urls import server_root, v1_root
 from loadbench.wire import REQUEST_ID_HEADER, USER_AGENT
 from loadbench.workloads.prompt import Prompt
 
 if TYPE_CHECKING:
     import httpx
-
-    from loadbench.deployments.remote import Remote
 
 # Fields the SDK methods take as named arguments; anything else in a body goes via extra_body.
 _OPENAI_ARGS = frozenset(
@@ -94,116 +95,25 @@ def _sdk_http_client(sdk_name: str, settings: ClientSettings) -> Any:
     )
 
 
-def _v1_root(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return base if base.endswith("/v1") else base + "/v1"
-
-
-def _api_root(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return base[: -len("/v1")] if base.endswith("/v1") else base
-
-
-# ---------------------------------------------------------------------------------------------
-# The one translation boundary for SDK exceptions.
-
-
-def translate_sdk(
-    exc: BaseException,
-    *,
-    responded: bool = False,
-    first_token: bool = False,
-    secret: str | None = None,
-) -> RequestFailed:
-    """Map an exception from the openai / anthropic / ollama SDKs (or httpx beneath them) to
-    ``RequestFailed``, chaining ``exc``. Arguments as for ``http.translate``."""
-    failed = _sdk_failure(exc, responded=responded, first_token=first_token, secret=secret)
-    if failed is not exc:
-        failed.__cause__ = exc
-    return failed
-
-
-def _sdk_failure(exc: BaseException, *, responded: bool, first_token: bool, secret: str | None) -> RequestFailed:
-    C = ErrorCategory
-    if isinstance(exc, RequestFailed):
-        return exc
-    module = type(exc).__module__.split(".", 1)[0]
-    if module in ("openai", "anthropic"):
-        sdk = importlib.import_module(module)
-        if isinstance(exc, sdk.APIStatusError) and exc.status_code >= 300:
-            body = exc.body if exc.body is not None else exc.message
-            raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
-            return status_failure(exc.status_code, raw, exc.response.headers, secret)
-        if isinstance(exc, sdk.APIConnectionError):  # includes APITimeoutError
-            cause = exc.__cause__
-            if cause is not None:
-                return _sdk_failure(cause, responded=responded, first_token=first_token, secret=secret)
-            return RequestFailed(C.CONNECT, redact(exc.message, secret))
-        if isinstance(exc, sdk.APIError):
-            # An error event inside a 200 stream (openai: APIError; anthropic: a status error
-            # carrying the 200 response).
-            return _stream_error(exc.body, exc.message, secret)
-    if module == "ollama":
-        ollama = importlib.import_module("ollama")
-        if isinstance(exc, ollama.ResponseError):
-            message = redact(str(exc.error), secret)[:200]
-            if exc.status_code is None or exc.status_code < 300:
-                return RequestFailed(C.STREAM_ERROR, f"in-stream error: {message}")
-            raw = orjson.dumps({"error": message})
-            return status_failure(exc.status_code, raw, {}, secret)
-    if module in ("httpx", "httpx2"):
-        hx = importlib.import_module(module)
-        return _httpx_failure(hx, exc, responded=responded, first_token=first_token)
-    if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ == "ValidationError":
-        return RequestFailed(C.MALFORMED, f"unparsable chunk: {type(exc).__name__}")
-    return translate(exc, responded=responded, first_token=first_token)
-
-
-def _stream_error(body: Any, message: str, secret: str | None) -> RequestFailed:
-    kind = None
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            kind = inner.get("type")
-            message = str(inner.get("message") or message)
-    category = ErrorCategory.OVERLOADED if kind == "overloaded_error" else ErrorCategory.STREAM_ERROR
-    return RequestFailed(category, f"in-stream error: {redact(str(message), secret)[:200]}")
-
-
-def _httpx_failure(httpx: Any, exc: BaseException, *, responded: bool, first_token: bool) -> RequestFailed:
-    C = ErrorCategory
-    if isinstance(exc, httpx.ConnectTimeout):
-        return RequestFailed(C.CONNECT_TIMEOUT, "timed out opening a connection")
-    if isinstance(exc, httpx.TimeoutException):
-        category = C.TOTAL_TIMEOUT if first_token else C.FIRST_TOKEN_TIMEOUT
-        return RequestFailed(category, f"httpx timeout ({type(exc).__name__})")
-    if isinstance(exc, httpx.ConnectError):
-        text = str(exc)
-        if "refused" in text.lower() or "[Errno 111]" in text:
-            return RequestFailed(C.CONNECT, "connection refused")
-        return RequestFailed(C.CONNECT, f"connection failed: {text[:200]}")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        if responded:
-            return RequestFailed(C.STREAM_RESET, f"connection dropped mid-stream: {str(exc)[:200]}")
-        return RequestFailed(C.CONNECT, f"connection failed: {str(exc)[:200]}")
-    if isinstance(exc, httpx.DecodingError):
-        return RequestFailed(C.MALFORMED, f"undecodable body: {str(exc)[:200]}")
-    if isinstance(exc, httpx.TransportError):
-        category = C.STREAM_RESET if responded else C.CONNECT
-        return RequestFailed(category, f"{type(exc).__name__}: {str(exc)[:200]}")
-    return RequestFailed(C.CLIENT, f"{type(exc).__name__}: {str(exc)[:200]}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Senders.
 
 
 class _SdkSender:
-    """Deadline and error handling shared by the three SDK senders; subclasses stream.
+    """One loop for the three SDKs: open the SDK's stream, feed each parsed event to the dialect's
+    own parser (``wire/*``, as on the aiohttp path), move the deadline at the first token.
 
     ``client`` is the SDK's async client, ``wire`` the dialect's request shape, ``secret`` the key
-    scrubbed from error details (None where there is none).
+    scrubbed from error details (None where there is none). Each event is stamped when the SDK
+    yields it, then handed to the parser as the dict its JSON decodes to (``model_dump``), so what
+    counts as a token and what ends a stream are the dialect module's rules, not restated here.
+    Subclasses say how a stream is opened (``_open``) and warmed.
     """
+
+    # Arrivals are stamped when the SDK yields a parsed event, not when the bytes arrive.
+    stamping: Stamping = "reader"
+    # Whether the SDK call returns only once the response headers are in (else at the first event).
+    _responds_on_open = True
 
     def __init__(self, client: Any, wire: Any, timeouts: Timeouts, secret: str | None = None) -> None:
         self.client = client
@@ -211,13 +121,33 @@ class _SdkSender:
         self.timeouts = timeouts
         self.secret = secret
 
+    @property
+    def model(self) -> str:
+        return self.wire.model
+
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         first_at, total_at = deadlines(record, self.timeouts)
-        state = [False]  # responded
+        parser = self._parser(record)
+        body = self.wire.body(prompt)
+        body.pop("stream", None)
+        responded = False
         token = _RECORD.set(record)
         try:
             async with asyncio.timeout_at(first_at) as deadline:
-                await self._stream(prompt, record, deadline, total_at, state)
+                events = await self._open(body, record)
+                responded = self._responds_on_open
+                waiting_first = True
+                last_ns = 0
+                async for event in events:
+                    last_ns = perf_counter_ns()
+                    responded = True
+                    parser.feed_object("", event.model_dump(exclude_none=True), last_ns)
+                    if waiting_first and record.first_token_ns:
+                        waiting_first = False
+                        deadline.reschedule(total_at)
+                record.end_ns = last_ns or perf_counter_ns()
+                if not parser.done:
+                    raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
         except RequestFailed:
             raise
         except asyncio.CancelledError:
@@ -225,7 +155,7 @@ class _SdkSender:
         except Exception as exc:
             failed = translate_sdk(
                 exc,
-                responded=state[0],
+                responded=responded,
                 first_token=bool(record.first_token_ns),
                 secret=self.secret,
             )
@@ -233,26 +163,23 @@ class _SdkSender:
         finally:
             _RECORD.reset(token)
 
+    def _parser(self, record: RequestRecord) -> StreamParser:
+        return self.wire.parser(record)
+
     async def warm(self) -> None:
         """Build what the SDK builds on first use and open one pooled connection, before the
         measured run; best effort (the target has passed its checks already)."""
 
-    async def _stream(
-        self,
-        prompt: Prompt,
-        record: RequestRecord,
-        deadline: asyncio.Timeout,
-        total_at: float,
-        state: list[bool],
-    ) -> None:
+    async def _open(self, body: dict[str, Any], record: RequestRecord) -> AsyncIterator[Any]:
+        """The SDK's stream of parsed events for ``body`` (the dialect's request, less ``stream``)."""
         raise NotImplementedError
 
 
 class OpenAISdkSender(_SdkSender):
     """Chat completions through ``openai.AsyncOpenAI``.
 
-    The SDK hides ``[DONE]``, so a stream counts as complete when it carried a ``finish_reason``
-    or the usage chunk; otherwise it is TRUNCATED.
+    The SDK hides ``[DONE]``, so the parser is told to take a ``finish_reason`` or the usage chunk
+    as the end (``OpenAIStream(terminator=False)``); a stream with neither is TRUNCATED.
     """
 
     wire: OpenAIWire
@@ -263,50 +190,18 @@ class OpenAISdkSender(_SdkSender):
             await self.client.models.list()
         await _canned_stream(self, "openai", _OPENAI_CANNED)
 
-    async def _stream(self, prompt, record, deadline, total_at, state) -> None:
-        body = self.wire.body(prompt)
-        body.pop("stream", None)
+    def _parser(self, record: RequestRecord) -> StreamParser:
+        return self.wire.parser(record, terminator=False)
+
+    async def _open(self, body: dict[str, Any], record: RequestRecord) -> AsyncIterator[Any]:
         kwargs = {k: v for k, v in body.items() if k in _OPENAI_ARGS}
         extra = {k: v for k, v in body.items() if k not in _OPENAI_ARGS}
-        stream = await self.client.chat.completions.create(
+        return await self.client.chat.completions.create(
             stream=True,
             extra_body=extra or None,
             extra_headers={REQUEST_ID_HEADER: record.request_id},
             **kwargs,
         )
-        state[0] = True
-        complete = False
-        waiting_first = True
-        last_ns = 0
-        async for chunk in stream:
-            last_ns = perf_counter_ns()
-            choices = chunk.choices
-            if choices:
-                choice = choices[0]
-                delta = choice.delta
-                if delta is not None:
-                    content = delta.content
-                    if content:
-                        record.token(last_ns)
-                        if record.text is not None:
-                            record.text.append(content)
-                    elif getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None):
-                        record.token(last_ns, reasoning=True)
-                if choice.finish_reason:
-                    complete = True
-            usage = chunk.usage
-            if usage is not None:
-                complete = True
-                apply_usage(record, usage.model_dump(exclude_none=True))
-            timings = getattr(chunk, "timings", None)
-            if timings:
-                record.server = llamacpp_timings(timings)
-            if waiting_first and record.first_token_ns:
-                waiting_first = False
-                deadline.reschedule(total_at)
-        record.end_ns = last_ns or perf_counter_ns()
-        if not complete:
-            raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
 
 
 class AnthropicSdkSender(_SdkSender):
@@ -320,86 +215,30 @@ class AnthropicSdkSender(_SdkSender):
             await self.client.models.list()
         await _canned_stream(self, "anthropic", _ANTHROPIC_CANNED)
 
-    async def _stream(self, prompt, record, deadline, total_at, state) -> None:
-        body = self.wire.body(prompt)
-        body.pop("stream", None)
-        stream = await self.client.messages.create(
+    async def _open(self, body: dict[str, Any], record: RequestRecord) -> AsyncIterator[Any]:
+        return await self.client.messages.create(
             stream=True, extra_headers={REQUEST_ID_HEADER: record.request_id}, **body
         )
-        state[0] = True
-        done = False
-        waiting_first = True
-        last_ns = 0
-        async for event in stream:
-            last_ns = perf_counter_ns()
-            kind = event.type
-            if kind == "content_block_delta":
-                delta = event.delta
-                if delta.type == "text_delta" and delta.text:
-                    record.token(last_ns)
-                    if record.text is not None:
-                        record.text.append(delta.text)
-                elif delta.type == "thinking_delta" and delta.thinking:
-                    record.token(last_ns, reasoning=True)
-            elif kind == "message_delta":
-                if event.usage is not None:
-                    anthropic_usage(record, event.usage.model_dump(exclude_none=True))
-            elif kind == "message_start":
-                anthropic_usage(record, event.message.usage.model_dump(exclude_none=True))
-            elif kind == "message_stop":
-                done = True
-            if waiting_first and record.first_token_ns:
-                waiting_first = False
-                deadline.reschedule(total_at)
-        record.end_ns = last_ns or perf_counter_ns()
-        if not done:
-            raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
 
 
 class OllamaSdkSender(_SdkSender):
-    """``/api/chat`` or ``/api/generate`` through ``ollama.AsyncClient``."""
+    """``/api/chat`` or ``/api/generate`` through ``ollama.AsyncClient``.
+
+    The SDK sends the request when its stream is first iterated: the answer has begun once the
+    first part arrives.
+    """
 
     wire: OllamaWire
+    _responds_on_open = False
 
     async def warm(self) -> None:
         with contextlib.suppress(Exception):
             await self.client.list()
         await _canned_stream(self, "ollama", _OLLAMA_CANNED[self.wire.api])
 
-    async def _stream(self, prompt, record, deadline, total_at, state) -> None:
-        body = self.wire.body(prompt)
-        body.pop("stream", None)
-        chat = self.wire.api == "chat"
-        method = self.client.chat if chat else self.client.generate
-        parts = await method(stream=True, **body)
-        done = False
-        waiting_first = True
-        last_ns = 0
-        async for part in parts:
-            last_ns = perf_counter_ns()
-            state[0] = True
-            if chat:
-                message = part.message
-                content = message.content if message is not None else None
-                thinking = message.thinking if message is not None else None
-            else:
-                content = part.response
-                thinking = part.thinking
-            if content:
-                record.token(last_ns)
-                if record.text is not None:
-                    record.text.append(content)
-            elif thinking:
-                record.token(last_ns, reasoning=True)
-            if part.done:
-                done = True
-                apply_done(record, part.model_dump(exclude_none=True))
-            if waiting_first and record.first_token_ns:
-                waiting_first = False
-                deadline.reschedule(total_at)
-        record.end_ns = last_ns or perf_counter_ns()
-        if not done:
-            raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+    async def _open(self, body: dict[str, Any], record: RequestRecord) -> AsyncIterator[Any]:
+        method = self.client.chat if self.wire.api == "chat" else self.client.generate
+        return await method(stream=True, **body)
 
 
 # Canned streams for the warm-up, in each dialect's shape (content, reasoning, the final record).
@@ -510,19 +349,20 @@ async def _on_request(request: httpx.Request) -> None:
 
 @asynccontextmanager
 async def open_remote_sdk(
-    remote: Remote, wire: Any, base_url: str, key: str | None, settings: ClientSettings
+    dialect: Dialect, wire: Any, base_url: str, key: str | None, settings: ClientSettings
 ) -> AsyncIterator[_SdkSender]:
-    """A sender for ``remote`` through the openai or anthropic SDK; closes its client on exit."""
+    """A sender through the anthropic SDK (``dialect="anthropic"``) or the openai SDK (otherwise);
+    closes its client on exit."""
     # The SDKs insist on some key; the simulator and keyless compatible servers ignore it.
     api_key = key or "unused"
-    sdk_name = "anthropic" if remote.dialect == "anthropic" else "openai"
+    sdk_name = "anthropic" if dialect == "anthropic" else "openai"
     http_client = _sdk_http_client(sdk_name, settings)
     try:
         if sdk_name == "anthropic":
             anthropic = _import("anthropic")
             client = anthropic.AsyncAnthropic(
                 api_key=api_key,
-                base_url=_api_root(base_url),
+                base_url=server_root(base_url),
                 max_retries=0,
                 http_client=http_client,
                 default_headers={"User-Agent": USER_AGENT},
@@ -532,7 +372,7 @@ async def open_remote_sdk(
             openai = _import("openai")
             client = openai.AsyncOpenAI(
                 api_key=api_key,
-                base_url=_v1_root(base_url),
+                base_url=v1_root(base_url),
                 max_retries=0,
                 http_client=http_client,
                 default_headers={"User-Agent": USER_AGENT},

@@ -30,7 +30,7 @@ from loadbench.errors import ConfigError, RequestFailed
 from loadbench.hybrid.calls import ProtocolFailed, RequestRun, Side
 from loadbench.hybrid.prices import PriceTable, RemoteEnergy
 from loadbench.hybrid.protocols import Minion, Minions
-from loadbench.load.interface import Sender
+from loadbench.load.interface import Sender, Stamping
 from loadbench.metrics.record import RequestRecord
 from loadbench.workloads.prompt import Prompt
 
@@ -152,8 +152,8 @@ class Hybrid(Deployment):
                 )
 
 
-def _sent_model(sender: Any, deployment: Deployment) -> str:
-    return str(getattr(getattr(sender, "wire", None), "model", None) or deployment.model_name)
+def _sent_model(sender: Sender, deployment: Deployment) -> str:
+    return sender.model or deployment.model_name
 
 
 def _schema_option(deployment: Deployment) -> bool:
@@ -170,8 +170,12 @@ class HybridSender:
     """Runs one hybrid request per ``send``; implements ``load.interface.Sender``.
 
     Keeps, per measured request, the facts ``report()`` turns into the summary's ``hybrid``
-    section, and the local calls' spans (to compute how many were in flight at once).
+    section, and the local calls' spans (to compute how many were in flight at once). It speaks
+    to two models (``model`` is ``None``; each side's is in the report); it stamps at the socket
+    only where both sides do.
     """
+
+    model: str | None = None
 
     def __init__(self, hybrid: Hybrid, *, local: Side, remote: Side, keep_text: bool) -> None:
         self.hybrid = hybrid
@@ -180,6 +184,11 @@ class HybridSender:
         self.keep_text = keep_text
         self.facts: list[dict[str, Any]] = []
         self._local_spans: list[tuple[int, int]] = []
+
+    @property
+    def stamping(self) -> Stamping:
+        both = (self.local.sender.stamping, self.remote.sender.stamping)
+        return "socket" if both == ("socket", "socket") else "reader"
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         task, context = task_and_context(prompt)

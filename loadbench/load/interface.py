@@ -7,14 +7,29 @@ phases or recording: it sends one prompt and stamps one record.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from loadbench.metrics.record import RequestRecord
 from loadbench.workloads.prompt import Prompt
 
+# Where a sender stamps arrivals: "socket" when the bytes come off the socket, "reader" when the
+# client's reader (a coroutine, an SDK) hands them over, which can be later under load.
+Stamping = Literal["socket", "reader"]
+
 
 class Sender(Protocol):
-    """Sends prompts to one target over one shared connection pool."""
+    """Sends prompts to one target over one shared connection pool.
+
+    ``model`` is the model named in its requests, as resolved when the deployment was opened (a
+    preset with the run's quant, the server's own first model); ``None`` for a sender that speaks
+    to more than one (a hybrid). ``stamping`` says where its arrival stamps are taken.
+    """
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def stamping(self) -> Stamping: ...
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         """Send ``prompt`` and stamp ``record`` as the response streams in.

@@ -14,10 +14,11 @@ import math
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+
+from loadbench.urls import join_url, origin
 
 _SCRAPE_TIMEOUT_S = 2.0
 
@@ -26,8 +27,7 @@ def metrics_url(target_base_url: str, explicit: str | None = None) -> str:
     """The metrics endpoint: ``explicit`` if given, else ``/metrics`` at the target's origin."""
     if explicit:
         return explicit
-    parts = urlsplit(target_base_url)
-    return urlunsplit((parts.scheme, parts.netloc, "/metrics", "", ""))
+    return join_url(origin(target_base_url), "metrics")
 
 
 def parse_exposition(text: str) -> dict[str, float]:

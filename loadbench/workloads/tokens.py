@@ -29,7 +29,6 @@ import os
 import re
 import tempfile
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from loadbench.errors import ConfigError, TargetError
+from loadbench.urls import redact_url, server_root
 
 __all__ = [
     "CalibratedEstimate",
@@ -253,15 +253,6 @@ class TiktokenEncoding:
 # -- the target's own tokenizer --------------------------------------------------------------------
 
 
-def _redact(url: str) -> str:
-    """``url`` without user info, so a credential in it never reaches a message."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 class ServerTokenizer:
     """The target's ``POST /tokenize``: ``{"content": text}`` → ``{"tokens": [...]}`` (llama.cpp,
     the simulator); a server that rejects that body gets vLLM's ``{"prompt": text}`` instead, and a
@@ -283,9 +274,7 @@ class ServerTokenizer:
     def __init__(self, base_url: str, *, path: str = "/tokenize", timeout_s: float = 10.0) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"ServerTokenizer.base_url must be an http(s) URL, got {base_url!r}")
-        root = base_url.rstrip("/")
-        if root.endswith("/v1"):  # /tokenize lives at the server root, not under the API prefix
-            root = root[: -len("/v1")]
+        root = server_root(base_url)  # /tokenize lives at the server root, not under the API prefix
         self.url = root + path
         self.timeout_s = timeout_s
         self._body_key = "content"
@@ -315,15 +304,15 @@ class ServerTokenizer:
                 self._body_key = "prompt"
                 data = self._post(self._request(text))
         except urllib.error.HTTPError as e:
-            raise TargetError(f"{_redact(self.url)} answered HTTP {e.code} to a tokenize request") from e
+            raise TargetError(f"{redact_url(self.url)} answered HTTP {e.code} to a tokenize request") from e
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
-            raise TargetError(f"cannot tokenize through {_redact(self.url)}: {reason}") from e
+            raise TargetError(f"cannot tokenize through {redact_url(self.url)}: {reason}") from e
         if isinstance(data.get("tokens"), list):
             return len(data["tokens"])
         if isinstance(data.get("count"), int):
             return int(data["count"])
-        raise TargetError(f"{_redact(self.url)} answered without 'tokens' or 'count'")
+        raise TargetError(f"{redact_url(self.url)} answered without 'tokens' or 'count'")
 
     def _request(self, text: str) -> dict[str, Any]:
         if self._body_key == "content":
@@ -347,7 +336,7 @@ class ServerTokenizer:
             return self._chat(msgs, self._chat_mode)
         except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as e:
             reason = getattr(e, "reason", e)
-            raise TargetError(f"cannot count a chat request through {_redact(self._root)}: {reason}") from e
+            raise TargetError(f"cannot count a chat request through {redact_url(self._root)}: {reason}") from e
 
     def _find_chat_mode(self, msgs: list[dict[str, str]]) -> str:
         for mode in ("apply-template", "messages"):
@@ -381,7 +370,7 @@ class ServerTokenizer:
         return truncate_by_count(self, text, max_tokens, keep)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": "server", "url": _redact(self.url)}
+        out: dict[str, Any] = {"kind": "server", "url": redact_url(self.url)}
         if self._chat_mode is not None:
             out["chat_template"] = self._chat_mode
         return out

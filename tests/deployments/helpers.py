@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadbench.deployments.http import NdjsonDecoder, SseDecoder
+from loadbench.deployments.framing import NdjsonDecoder, SseDecoder
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.metrics.record import RequestRecord
 

@@ -1,4 +1,4 @@
-from loadbench.deployments.http import NdjsonDecoder, SseDecoder
+from loadbench.deployments.framing import NdjsonDecoder, SseDecoder
 
 
 def feed_all(decoder, raw: bytes, split: int):
@@ -79,7 +79,7 @@ def test_an_over_long_line_fails_the_request_as_malformed():
 
 def test_sse_one_event_per_read_matches_line_by_line():
     """The whole-event fast path gives what the line decoder gives, event names included."""
-    from loadbench.deployments.http import SseDecoder
+    from loadbench.deployments.framing import SseDecoder
 
     reads = [b"event: delta\n", b"data: {\"a\": 1}\n\n", b"data: two\n\n", b"data: x\r\n\r\n", b"data: [DONE]\n\n"]
     fast = SseDecoder()

@@ -253,9 +253,9 @@ def endless_line_app(line_bytes: int):
 
 @pytest.mark.parametrize("path", ["push", "pull"])
 def test_an_endless_line_fails_as_malformed_and_the_next_request_is_served(monkeypatch, path):
-    from loadbench.deployments import http as http_mod
+    from loadbench.deployments import transport as transport_mod
 
-    monkeypatch.setattr(http_mod, "DEFAULT_READ_PATH", path)
+    monkeypatch.setattr(transport_mod, "DEFAULT_READ_PATH", path)
 
     async def main():
         async with serve(endless_line_app(64 << 20)) as url:

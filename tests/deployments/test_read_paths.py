@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 
 from loadbench.deployments import ClientSettings, Local, Remote, Timeouts
-from loadbench.deployments import http as http_mod
+from loadbench.deployments import transport as transport_mod
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.sim import FaultPlan, SimConfig, SimProcess
 from loadbench.workloads.prompt import Prompt
@@ -27,7 +27,7 @@ PROMPTS = [
 
 @pytest.fixture
 def read_path(monkeypatch, request):
-    monkeypatch.setattr(http_mod, "DEFAULT_READ_PATH", request.param)
+    monkeypatch.setattr(transport_mod, "DEFAULT_READ_PATH", request.param)
     return request.param
 
 
@@ -58,7 +58,7 @@ def test_push_and_pull_give_the_same_records(sim, monkeypatch, dialect, reasonin
     settings = ClientSettings(pool_size=4, simulated=True, reasoning=reasoning)
     rows = {}
     for path in PATHS:
-        monkeypatch.setattr(http_mod, "DEFAULT_READ_PATH", path)
+        monkeypatch.setattr(transport_mod, "DEFAULT_READ_PATH", path)
         dep = DIALECTS[dialect](sim.base_url)
         out = run(send_all(dep, sim.base_url, settings, PROMPTS, prefix=f"{dialect}-{reasoning}-{path}",
                            concurrent=True))
@@ -192,4 +192,4 @@ def test_first_token_deadline_moves_to_total_once_a_token_arrives(read_path):
 
 def test_unknown_read_path_is_refused():
     with pytest.raises(ValueError, match="read_path"):
-        http_mod.HttpTransport(ClientSettings(pool_size=1), read_path="poll")  # type: ignore[arg-type]
+        transport_mod.HttpTransport(ClientSettings(pool_size=1), read_path="poll")  # type: ignore[arg-type]

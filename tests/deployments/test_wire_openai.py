@@ -144,3 +144,38 @@ def test_body_fields():
     assert strict["max_completion_tokens"] == 64 and "max_tokens" not in strict
     assert "ignore_eos" not in strict and "min_tokens" not in strict
     assert strict["reasoning_effort"] == "medium"
+
+
+def test_a_reader_without_the_terminator_ends_at_the_finish_or_the_usage_chunk():
+    from loadbench.metrics.record import RequestRecord
+
+    def parsers():
+        return [WIRE.parser(RequestRecord(index=0, request_id="r", intended_ns=0), terminator=t) for t in (True, False)]
+
+    with_done, without = parsers()
+    for p in (with_done, without):
+        p.feed_object("", chunk({"content": "hi"}), 1)
+        p.feed_object("", chunk({}, finish="stop"), 2)
+    assert (with_done.done, without.done) == (False, True)  # [DONE] still to come on the wire
+    with_done.feed("", b"[DONE]", 3)
+    assert with_done.done
+
+    _, usage_only = parsers()
+    usage_only.feed_object("", chunk(choices=False, usage={"prompt_tokens": 1, "completion_tokens": 1}), 1)
+    assert usage_only.done and usage_only.record.output_tokens == 1
+
+
+def test_feed_and_feed_object_apply_the_same_rules():
+    from loadbench.metrics.record import RequestRecord
+
+    events = [chunk({"role": "assistant"}), chunk({"reasoning_content": "hm"}), chunk({"content": "a"}),
+              chunk({}, finish="stop"), chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 2})]
+    records = [RequestRecord(index=0, request_id="r", intended_ns=0) for _ in range(2)]
+    by_bytes, by_object = (WIRE.parser(r) for r in records)
+    for i, event in enumerate(events):
+        by_bytes.feed("", orjson.dumps(event), i + 1)
+        by_object.feed_object("", event, i + 1)
+    a, b = records
+    assert (a.chunk_ns, a.reasoning_chunks, a.input_tokens, a.output_tokens) == (
+        b.chunk_ns, b.reasoning_chunks, b.input_tokens, b.output_tokens)
+    assert a.chunk_ns == [2, 3] and a.reasoning_chunks == 1

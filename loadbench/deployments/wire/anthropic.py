@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import orjson
 
-from loadbench.deployments.http import v1_url
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.metrics.record import RequestRecord
+from loadbench.urls import v1_url
 from loadbench.workloads.prompt import Prompt
 
 
@@ -85,6 +85,9 @@ class AnthropicStream:
             raise RequestFailed(ErrorCategory.MALFORMED, f"unparsable event: {data[:80]!r}") from None
         if type(obj) is not dict:
             raise RequestFailed(ErrorCategory.MALFORMED, f"event is not an object: {data[:80]!r}")
+        self.feed_object(event, obj, now_ns)
+
+    def feed_object(self, event: str, obj: dict[str, Any], now_ns: int) -> None:
         kind = obj.get("type") or event
         record = self.record
         if kind == "content_block_delta":

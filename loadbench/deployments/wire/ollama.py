@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
-from loadbench.deployments.http import join_url
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.metrics.record import RequestRecord
+from loadbench.urls import join_url
 from loadbench.workloads.prompt import Prompt
 
 Api = Literal["chat", "generate"]
@@ -91,6 +91,9 @@ class OllamaStream:
             raise RequestFailed(ErrorCategory.MALFORMED, f"unparsable line: {data[:80]!r}") from None
         if type(obj) is not dict:
             raise RequestFailed(ErrorCategory.MALFORMED, f"line is not an object: {data[:80]!r}")
+        self.feed_object(event, obj, now_ns)
+
+    def feed_object(self, event: str, obj: dict[str, Any], now_ns: int) -> None:
         error = obj.get("error")
         if error:
             raise RequestFailed(ErrorCategory.STREAM_ERROR, f"in-stream error: {str(error)[:200]}")

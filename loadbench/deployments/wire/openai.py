@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import orjson
 
-from loadbench.deployments.http import v1_url
 from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.metrics.record import RequestRecord
+from loadbench.urls import v1_url
 from loadbench.workloads.prompt import Prompt
 
 CHAT_PATH = "chat/completions"
@@ -86,8 +86,8 @@ class OpenAIWire:
     def encode(self, prompt: Prompt) -> bytes:
         return orjson.dumps(self.body(prompt))
 
-    def parser(self, record: RequestRecord) -> OpenAIStream:
-        return OpenAIStream(record)
+    def parser(self, record: RequestRecord, *, terminator: bool = True) -> OpenAIStream:
+        return OpenAIStream(record, terminator=terminator)
 
 
 class OpenAIStream:
@@ -95,13 +95,16 @@ class OpenAIStream:
 
     A chunk is token-bearing when its first choice's delta has non-empty ``content`` (answer) or
     non-empty reasoning text; the opening role-only chunk and the usage-only chunk are not.
-    ``done`` turns true at ``[DONE]``.
+    ``done`` turns true at ``[DONE]``. A reader that never sees ``[DONE]`` (the openai SDK hides
+    it) passes ``terminator=False``: the stream is then done once a choice has carried a
+    ``finish_reason`` or the usage chunk has arrived.
     """
 
-    __slots__ = ("done", "record")
+    __slots__ = ("done", "record", "terminator")
 
-    def __init__(self, record: RequestRecord) -> None:
+    def __init__(self, record: RequestRecord, *, terminator: bool = True) -> None:
         self.record = record
+        self.terminator = terminator
         self.done = False
 
     def feed(self, event: str, data: bytes, now_ns: int) -> None:
@@ -114,12 +117,18 @@ class OpenAIStream:
             raise RequestFailed(ErrorCategory.MALFORMED, f"unparsable chunk: {data[:80]!r}") from None
         if type(obj) is not dict:
             raise RequestFailed(ErrorCategory.MALFORMED, f"chunk is not an object: {data[:80]!r}")
+        self.feed_object(event, obj, now_ns)
+
+    def feed_object(self, event: str, obj: dict[str, Any], now_ns: int) -> None:
         if event == "error" or obj.get("error") or obj.get("object") == "error":
             raise stream_error(obj)
         record = self.record
         choices = obj.get("choices")
         if choices:
-            delta = choices[0].get("delta")
+            choice = choices[0]
+            if not self.terminator and choice.get("finish_reason"):
+                self.done = True
+            delta = choice.get("delta")
             if delta:
                 content = delta.get("content")
                 if content:
@@ -131,6 +140,8 @@ class OpenAIStream:
         usage = obj.get("usage")
         if usage:
             apply_usage(record, usage)
+            if not self.terminator:
+                self.done = True
         timings = obj.get("timings")
         if timings:
             record.server = llamacpp_timings(timings)

@@ -1,0 +1,376 @@
+"""The lean aiohttp client path every dialect shares: one session per run, one sender per dialect.
+
+One ``HttpTransport`` per run owns one ``aiohttp.ClientSession`` whose connection pool is sized to
+the run's concurrency (never aiohttp's default of 100 per host, which would silently cap a run).
+``HttpSender`` sends one prompt through a dialect module (``loadbench.deployments.wire.*``): the
+dialect builds the body and parses each decoded event into the record; the sender frames the byte
+stream (``framing``), enforces the per-request deadlines, retries a request that met a stale
+pooled connection, and hands every foreign exception to ``failures.translate``. Arrival stamps come
+from the hooks in ``_aiohttp_hooks``; ``HttpTransport.stamping`` says whether they are in place.
+
+Hot path: one ``perf_counter_ns()`` per network read, shared by every event in that read (they
+arrived together); no I/O, no logging, no per-chunk configuration lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any, Literal
+
+import aiohttp
+
+from loadbench.deployments._aiohttp_hooks import (
+    GatedPayload,
+    Pump,
+    SentStampPayload,
+    StampingHandler,
+    response_protocol,
+    stamping,
+    stamping_connector,
+)
+from loadbench.deployments.base import ClientSettings, Timeouts, deadlines
+from loadbench.deployments.failures import (
+    redact,
+    status_failure,
+    stream_content_type,
+    translate,
+    wrong_content_type,
+)
+from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, StreamParser, Wire
+from loadbench.errors import ErrorCategory, RequestFailed
+from loadbench.load.interface import Stamping
+from loadbench.metrics.record import RequestRecord
+from loadbench.wire import REQUEST_ID_HEADER, USER_AGENT
+from loadbench.workloads.prompt import Prompt
+
+# aiohttp's StreamReader refuses a buffered line above twice this; we split lines ourselves, but
+# a big read buffer still means fewer, larger reads when a server bursts.
+READ_BUFSIZE_BYTES = 4 << 20
+# Error bodies are read for their message only; nothing useful lives past this.
+ERROR_BODY_LIMIT_BYTES = 64 << 10
+
+
+async def read_limited(content: aiohttp.StreamReader, limit_bytes: int) -> bytes:
+    """The body up to ``limit_bytes`` (``StreamReader.read(n)`` alone may return one chunk)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit_bytes:
+        part = await content.read(limit_bytes - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A TCP socket with keepalive on, so an idle long stream's dead peer is noticed by the OS."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return sock
+
+
+ReadPath = Literal["push", "pull"]
+
+# How response bodies are read (see ``HttpTransport``); "pull" is the previous path, kept for
+# side-by-side measurement. Read once per transport, never per chunk.
+DEFAULT_READ_PATH: ReadPath = "push"
+
+
+class HttpTransport:
+    """One run's HTTP session: a pool of ``pool_size`` connections to the target (0: unbounded).
+
+    Use as ``async with HttpTransport(settings) as transport:``; ``aclose`` is idempotent. Response
+    bodies are not auto-decompressed (we ask for ``identity``), so streamed bytes reach the parser
+    as they arrive.
+
+    ``read_path`` (default ``DEFAULT_READ_PATH``): ``"push"`` parses each body inside the
+    connection's ``data_received`` while the sending coroutine waits only for the end of the stream,
+    an error or a deadline; ``"pull"`` resumes the sending coroutine for every network read
+    (``readany``). Both stamp the bytes' arrival; push costs about a third less CPU per chunk.
+
+    ``stamping`` says where arrivals are stamped: ``"socket"`` while the hooks are installed and
+    every response so far came on a connection built by them, else ``"reader"``.
+    """
+
+    def __init__(self, settings: ClientSettings, *, read_path: ReadPath | None = None) -> None:
+        if settings.pool_size < 0:
+            raise ValueError("pool_size must be >= 0 (0: unbounded)")
+        read_path = DEFAULT_READ_PATH if read_path is None else read_path
+        if read_path not in ("push", "pull"):
+            raise ValueError(f"read_path must be 'push' or 'pull', got {read_path!r}")
+        self.settings = settings
+        self.read_path: ReadPath = read_path
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._stamping: Stamping = "reader"
+
+    @property
+    def stamping(self) -> Stamping:
+        return self._stamping
+
+    def saw(self, protocol: Any) -> bool:
+        """Note the protocol a response came on; whether its arrivals are stamped at the socket."""
+        if isinstance(protocol, StampingHandler):
+            return True
+        self._stamping = "reader"
+        return False
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HttpTransport used outside 'async with'")
+        return self._session
+
+    async def __aenter__(self) -> HttpTransport:
+        if self._session is None:
+            connector = stamping_connector(
+                limit=self.settings.pool_size,
+                limit_per_host=self.settings.pool_size,
+                keepalive_timeout=60.0,
+                ttl_dns_cache=300,
+                socket_factory=_keepalive_socket,
+            )
+            self._stamping = stamping(connector)
+            timeouts = self.settings.timeouts
+            # Per-request deadlines are enforced by HttpSender; aiohttp only bounds the TCP connect.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s),
+                auto_decompress=False,
+                read_bufsize=READ_BUFSIZE_BYTES,
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                max_line_size=65536,
+                max_field_size=65536,
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._closed:
+            self._closed = True
+            await self._session.close()
+
+    async def get(self, url: str, headers: Mapping[str, str], *, timeout_s: float) -> tuple[int, bytes, str]:
+        """One small GET for preflight checks: ``(status, body, content_type)``.
+
+        Raises ``RequestFailed`` (via ``translate``) when no HTTP answer comes back.
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.get(url, headers=headers) as resp:
+                    self.saw(response_protocol(resp))
+                    body = await read_limited(resp.content, 1 << 20)
+                    return resp.status, body, resp.content_type
+        except Exception as exc:
+            raise translate(exc) from exc
+
+
+@dataclass(slots=True)
+class HttpSender:
+    """Sends prompts in one dialect over one transport; implements ``load.interface.Sender``.
+
+    ``headers`` are sent on every request (auth, version); ``secret`` is scrubbed from any error
+    detail. Deadlines run from ``record.sent_ns``: the first-token deadline until a token arrives,
+    then the total deadline.
+    """
+
+    transport: HttpTransport
+    wire: Wire
+    base_url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    _url: str = field(init=False, default="")
+    _headers: dict[str, str] = field(init=False, default_factory=dict)
+    _timeouts: Timeouts = field(init=False, default_factory=Timeouts)
+    _close_connections: bool = field(init=False, default=False)
+    _push: bool = field(init=False, default=True)
+
+    @property
+    def model(self) -> str:
+        return self.wire.model
+
+    @property
+    def stamping(self) -> Stamping:
+        return self.transport.stamping
+
+    def __post_init__(self) -> None:
+        self._push = getattr(self.transport, "read_path", "push") == "push"
+        self._url = self.wire.url(self.base_url)
+        self._headers = {"Content-Type": "application/json", **self.headers}
+        self._timeouts = self.transport.settings.timeouts
+
+    async def _post(self, body: Any, headers: dict[str, str]) -> Any:
+        if self._close_connections:
+            headers["Connection"] = "close"
+        response, stale = await _stale_retry_post(self.transport.session, self._url, body, headers)
+        if stale:
+            # This server drops idle connections unannounced: from now on ask for a fresh one per
+            # request, as the server effectively does, rather than keep finding dead ones.
+            self._close_connections = True
+        return response
+
+    async def send(self, prompt: Prompt, record: RequestRecord) -> None:
+        await self._send(prompt, record, None)
+
+    async def send_gated(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
+        """``send``, with the request built and its connection taken now, written once ``gate``
+        resolves (``load.interface.GatedSender``)."""
+        await self._send(prompt, record, gate)
+
+    async def _send(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
+        body = self.wire.encode(prompt)
+        headers = dict(self._headers)
+        headers[REQUEST_ID_HEADER] = record.request_id
+        parser = self.wire.parser(record)
+        sse = self.wire.framing == "sse"
+        decoder: SseDecoder | NdjsonDecoder = SseDecoder() if sse else NdjsonDecoder()
+
+        first_at, total_at = deadlines(record, self._timeouts)
+        responded = False
+        try:
+            async with asyncio.timeout_at(first_at) as deadline:
+                payload = SentStampPayload(body, record) if gate is None else GatedPayload(body, record, gate)
+                async with await self._post(payload, headers) as resp:
+                    protocol = resp.connection.protocol if resp.connection is not None else None
+                    stamped = isinstance(protocol, StampingHandler)
+                    if not stamped:
+                        self.transport.saw(response_protocol(resp))
+                    # The newest arrival on the connection: the headers' bytes, or bytes that came
+                    # with or after them (the body's first stamps are never earlier).
+                    record.headers_ns = protocol.rx_ns if stamped else perf_counter_ns()
+                    record.http_status = resp.status
+                    record.content_type = resp.content_type
+                    if resp.status >= 300:
+                        raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
+                        record.end_ns = perf_counter_ns()
+                        raise status_failure(resp.status, raw, resp.headers, self.secret)
+                    responded = True
+                    if not stream_content_type(resp.content_type, self.wire.framing):
+                        raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
+                        record.end_ns = perf_counter_ns()
+                        raise wrong_content_type(resp.status, resp.content_type, self.wire.framing, raw, self.secret)
+                    content = resp.content
+                    if stamped and self._push:
+                        last_ns = await _push_body(protocol, content, decoder, parser, record, deadline, total_at)
+                    else:
+                        last_ns = await _pull_body(protocol, content, decoder, parser, record, deadline, total_at)
+                    record.end_ns = last_ns or perf_counter_ns()
+                    events, tail = decoder.close()
+                    for event, data in events:
+                        parser.feed(event, data, record.end_ns)
+                    if tail and not parser.done:
+                        try:
+                            parser.feed("", tail, record.end_ns)
+                        except RequestFailed as exc:
+                            if exc.category is not ErrorCategory.MALFORMED:
+                                raise
+                    if not parser.done:
+                        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+        except RequestFailed as exc:
+            if self.secret and exc.detail and self.secret in exc.detail:
+                raise RequestFailed(
+                    exc.category,
+                    redact(exc.detail, self.secret),
+                    http_status=exc.http_status,
+                    retry_after_s=exc.retry_after_s,
+                ) from exc.__cause__
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise translate(exc, responded=responded, first_token=bool(record.first_token_ns)) from exc
+
+
+_STALE_RETRIES = 3
+
+
+async def _stale_retry_post(
+    session: aiohttp.ClientSession, url: str, body: Any, headers: dict[str, str]
+) -> tuple[Any, bool]:
+    """POST; returns ``(response, met_a_stale_connection)``.
+
+    Servers may close a keep-alive connection between requests without saying so (llama.cpp's
+    server does after every streamed response); a request sent on it fails to write or sees the
+    connection drop before any status line. No byte of an answer came back, so the request was
+    not served: it is sent again (the pool may hold several such connections), and the time spent
+    counts in its latency (``sent_ns`` stays). A refused connection (``ClientConnectorError``) is
+    never retried.
+    """
+    stale = False
+    for attempt in range(_STALE_RETRIES + 1):
+        try:
+            return await session.post(url, data=body, headers=headers), stale
+        except aiohttp.ClientConnectorError:
+            raise
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if attempt == _STALE_RETRIES:
+                raise
+            stale = True
+    raise AssertionError("unreachable")
+
+
+async def _push_body(
+    protocol: StampingHandler,
+    content: aiohttp.StreamReader,
+    decoder: SseDecoder | NdjsonDecoder,
+    parser: StreamParser,
+    record: RequestRecord,
+    deadline: asyncio.Timeout,
+    total_at: float,
+) -> int:
+    """Parse the body inside ``data_received``; return the newest arrival stamp (0: no bytes)."""
+    pump = Pump(protocol, content, decoder, parser, record, deadline, total_at)
+    try:
+        pump.attach()
+        if content.exception() is None and not content.is_eof():
+            # Returns at end of stream; raises what the pump or the connection put on the reader.
+            await content.wait_eof()
+        exc = content.exception()
+        if exc is not None:
+            raise exc
+    finally:
+        pump.detach()
+    return pump.last_ns
+
+
+async def _pull_body(
+    protocol: Any,
+    content: aiohttp.StreamReader,
+    decoder: SseDecoder | NdjsonDecoder,
+    parser: StreamParser,
+    record: RequestRecord,
+    deadline: asyncio.Timeout,
+    total_at: float,
+) -> int:
+    """Resume for every network read; return the newest arrival stamp (0: no bytes)."""
+    stamped = isinstance(protocol, StampingHandler)
+    waiting_first = True
+    last_ns = 0
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            break
+        # When the bytes arrived (the newest arrival, if several reads were buffered), not when
+        # this coroutine got round to them.
+        last_ns = protocol.rx_ns if stamped else perf_counter_ns()
+        for event, data in decoder.feed(chunk):
+            parser.feed(event, data, last_ns)
+        if waiting_first and record.first_token_ns:
+            waiting_first = False
+            deadline.reschedule(total_at)
+    return last_ns
