@@ -21,6 +21,7 @@ the runs' measured requests and the seconds taken; then the mean absolute error 
 
     python benchmarks/capacity_search.py [--budgets 60,120,240] [--seeds 1,2]
         [--slots 4 --ttft-ms 100 --itl-ms 20 --tokens 32] [--ttft-limit-ms 300 --error-rate 0.1]
+        [--probe-s 8 --tolerance 0.03] [--methods grid,search] [--out DIR]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     p.add_argument("--grid-high", type=float, default=10.0)
     p.add_argument("--probe-s", type=float, default=8.0, help="the search's shortest probe (measured seconds)")
     p.add_argument("--tolerance", type=float, default=0.03, help="the search's tolerance")
+    p.add_argument("--methods", default="grid,search", help="run only some of: grid, search")
     p.add_argument("--out", type=Path, default=None, help="directory for every run (default: a temporary one)")
     ns = p.parse_args()
     profile = EngineProfile(name="fixed", slots=ns.slots, fixed_ttft_ms=ns.ttft_ms, fixed_itl_ms=ns.itl_ms)
@@ -64,6 +66,7 @@ def main() -> None:
     out = ns.out or Path(tempfile.mkdtemp(prefix="loadbench-capacity-bench-"))
     budgets = [float(b) for b in ns.budgets.split(",")]
     seeds = [int(s) for s in ns.seeds.split(",")]
+    methods = [m for m in ("grid", "search") if m in ns.methods.split(",")]
     grid = linear(ns.grid_low, ns.grid_high, GRID_STEPS)
     print(
         f"server: {ns.slots} slots, TTFT {ns.ttft_ms:g} ms, ITL {ns.itl_ms:g} ms, {ns.tokens} tokens "
@@ -89,7 +92,7 @@ def main() -> None:
                 chunk_times=False,
             )
             # Alternate which method goes first, so a drift in the host's load favours neither.
-            for method in ("grid", "search") if i % 2 == 0 else ("search", "grid"):
+            for method in methods if i % 2 == 0 else methods[::-1]:
                 where = out / f"b{budget:g}-s{seed}-{method}"
                 t0 = time.monotonic()
                 if method == "grid":
