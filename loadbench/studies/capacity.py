@@ -10,7 +10,11 @@ The search, and what it guarantees:
    ``tolerance`` of the passing one (for concurrency, also when they are one user apart).
 3. Each probe is one run of ``base`` at that load: ``warmup_s`` of warm-up, then a measured part
    long enough that the probe *can* show the strictest objective met (see
-   ``slo.requests_needed``), between ``probe_s`` and ``max_probe_s``.
+   ``slo.requests_needed``), between ``probe_s`` and ``max_probe_s``. While bracketing upwards,
+   before any probe has failed, a probe is first measured for ``probe_s`` only: a pass there is
+   never settled (point 4), it only says to go higher, and sizing it for its interval made the
+   lowest loads, the farthest from capacity, the longest probes. With ``budget_s``, no probe is
+   measured longer than the budget has left.
 4. A probe is judged per objective by SLO attainment (the share of measured requests meeting the
    limit) and its Wilson interval at ``confidence``: ``pass`` when every interval lies at or above
    its target, ``fail`` when any lies below, else ``unsure``. An unsure probe is measured again,
@@ -20,7 +24,8 @@ The search, and what it guarantees:
 5. A probe stops early when the load is clearly past capacity: requests in flight keep growing
    through the probe (open loop), or the TTFT median so far already misses the SLO's TTFT limit.
    Its reason is recorded, and the probe counts as failing.
-6. The search ends when the interval is within tolerance, or at ``max_probes``, ``budget_s``, a
+6. The search ends when the interval is within tolerance, or at ``max_probes``, ``budget_s`` (spent,
+   or too little left for ``warmup_s`` and a second of measuring), a
    load of ``max_load`` still passing, the lowest load failing, a probe that cannot run, or
    Ctrl-C. The answer is (highest passing, lowest failing) with the stop reason and every probe.
 
@@ -335,7 +340,7 @@ class _Search:
             if len(self.probes) >= s.max_probes:
                 reason = f"max_probes: {s.max_probes} probes run"
                 break
-            if s.budget_s is not None and self.elapsed() >= s.budget_s:
+            if s.budget_s is not None and self._budget_left_s() < 1.0:
                 reason = f"budget: {s.budget_s:g} s spent"
                 break
             try:
@@ -390,14 +395,21 @@ class _Search:
             document=doc,
         )
 
-    def _measure_s(self, load: float) -> float:
+    def _measure_s(self, load: float, *, short: bool = False) -> float:
         """Measured seconds for a first probe at ``load``: enough requests to show the strictest
-        objective met, if the server keeps up."""
+        objective met, if the server keeps up; ``probe_s`` when ``short`` (bracketing upwards)."""
         s = self.s
         rate = load if s.over == "rate" else self._estimated_rate(load)
-        if not rate:
+        if short or not rate:
             return s.probe_s
         return min(s.max_probe_s, max(s.probe_s, 1.1 * self.need / rate))
+
+    def _budget_left_s(self) -> float:
+        """Seconds a probe starting now may measure within ``budget_s`` (after its warm-up and
+        about a second to start and drain); unbounded without a budget."""
+        if self.s.budget_s is None:
+            return math.inf
+        return self.s.budget_s - self.elapsed() - self.s.warmup_s - 1.0
 
     def _estimated_rate(self, users: float) -> float | None:
         """Requests/s at ``users``, from the nearest earlier probe (scaled, optimistic)."""
@@ -415,7 +427,7 @@ class _Search:
         Raises ``_ProbeCannotRun`` when a run cannot start."""
         s = self.s
         index = len(self.probes)
-        measure_s = self._measure_s(load)
+        measure_s = min(self._measure_s(load, short=up and not settle), self._budget_left_s())
         pooled = {o.name: Counts(0, 0) for o in s.objectives}
         run_dirs: list[str] = []
         early: str | None = None
@@ -441,9 +453,9 @@ class _Search:
                 point_ok = _point_ok(verdict)
                 if (up and point_ok) or (down and not point_ok):
                     break
-            if s.budget_s is not None and self.elapsed() >= s.budget_s:
+            if self._budget_left_s() < 1.0:
                 break
-            measure_s = min(s.max_probe_s, 2 * measure_s)
+            measure_s = min(s.max_probe_s, 2 * measure_s, self._budget_left_s())
         per = verdict["objectives"]
         binding = per[verdict["binding"]]
         decision, decided_by = _decision(verdict, early)

@@ -127,3 +127,16 @@ def test_search_over_concurrency_finds_the_slot_count(tmp_path: Path) -> None:
     assert (result.highest_passing, result.lowest_failing) == (2, 3), seen
     assert result.stop_reason.startswith("converged")
     assert [p["label"] for p in result.probes][:3] == ["1 users", "2 users", "4 users"]
+
+
+def test_bracketing_probes_are_short_and_a_budget_bounds_the_search(tmp_path: Path) -> None:
+    # Sized for their interval, the first probes (4/s, 8/s: 35 requests for a p90) would measure
+    # max_probe_s; bracketing upwards they measure probe_s, and none runs past the budget.
+    search = CapacitySearch(base(), slo={"ttft_ms.p90": 150}, over="rate", arrivals="constant", start=4,
+                            warmup_s=0.5, probe_s=1.0, max_probe_s=4.0, drain_s=2.0, budget_s=7.0)
+    result = search.run(out_dir=tmp_path / "budget")
+    assert result.stop_reason.startswith("budget"), result.stop_reason
+    assert len(result.probes) >= 2
+    assert [p["load"] for p in result.probes][:2] == [4, 8]
+    assert all(p["measured_s"] <= 1.5 for p in result.probes[:2]), [p["measured_s"] for p in result.probes]
+    assert result.elapsed_s < 7.0 + 3.0
