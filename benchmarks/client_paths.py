@@ -20,10 +20,10 @@ import asyncio
 import time
 from time import perf_counter_ns
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Local, Remote
-from loadbench.metrics.record import RequestRecord
 from loadbench.sim import EngineProfile, SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 # Paced like a fast GPU server: 10 ms per decode step whatever the batch, so the client, not the
 # engine, is what differs between the paths.

@@ -14,9 +14,9 @@ import asyncio
 import statistics
 import time
 
+from loadbench.contract.prompt import Prompt
 from loadbench.load.plans import Concurrency, Stop
 from loadbench.load.scheduler import Scheduler
-from loadbench.workloads.prompt import Prompt
 
 
 class _Sleeper:

@@ -25,12 +25,12 @@ import time
 
 import numpy as np
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Remote, Timeouts
 from loadbench.load.plans import Burst, Poisson, Stop
 from loadbench.load.scheduler import Scheduler
-from loadbench.metrics.record import RequestRecord
 from loadbench.sim import SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 PROMPT = Prompt.user("What is 2 + 2?", max_output_tokens=4)
 

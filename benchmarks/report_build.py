@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.recorder import Recorder
 from loadbench.metrics.summary import build_summary
 from loadbench.results.frames import load_run

@@ -44,9 +44,9 @@ def facts_baseline(n: int = 100_000) -> tuple[float, float]:
     """MB held for ``n`` requests' summary facts: (a list per request as before, the tallies now)."""
     import numpy as np
 
+    from loadbench.contract.prompt import Prompt
+    from loadbench.contract.record import RequestRecord
     from loadbench.metrics.facts import RunFacts
-    from loadbench.metrics.record import RequestRecord
-    from loadbench.workloads.prompt import Prompt
 
     rng = np.random.default_rng(0)
     t_in = rng.integers(64, 512, n)

@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.workloads import (
     Balanced,
     CalibratedEstimate,

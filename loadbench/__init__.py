@@ -75,10 +75,10 @@ _EXPORTS: dict[str, str] = {
     "rates": "loadbench.studies",
     "concurrencies": "loadbench.studies",
     # errors
-    "LoadbenchError": "loadbench.errors",
-    "ConfigError": "loadbench.errors",
-    "ScenarioError": "loadbench.errors",
-    "TargetError": "loadbench.errors",
+    "LoadbenchError": "loadbench.contract.errors",
+    "ConfigError": "loadbench.contract.errors",
+    "ScenarioError": "loadbench.contract.errors",
+    "TargetError": "loadbench.contract.errors",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadbench.contract.errors import LoadbenchError, RunAborted
 from loadbench.display import LiveProgress, RunProgress, RunTarget, console, live_progress
-from loadbench.errors import LoadbenchError, RunAborted
 from loadbench.exit_codes import EXIT_GATES_FAILED, EXIT_INTERRUPTED, EXIT_NO_COMPLETED, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def _run(argv: list[str]) -> int:
     if ns.workers is not None and ns.workers <= 0:
         parser.error(f"--workers must be >= 1, got {ns.workers}")
     if not Path(ns.scenario).is_file():  # before importing the harness, so the answer is instant
-        from loadbench.errors import ScenarioError
+        from loadbench.contract.errors import ScenarioError
 
         raise ScenarioError(f"{ns.scenario}: scenario file not found")
     try:
@@ -207,7 +207,7 @@ def _run_scenario(ns: argparse.Namespace) -> int:
 
         return run_definition(definition, ns, console(stderr=ns.json))
     if ns.resume is not None:
-        from loadbench.errors import ConfigError
+        from loadbench.contract.errors import ConfigError
 
         raise ConfigError(f"--resume is for studies; {ns.scenario} defines a single scenario")
     scenario = definition.with_overrides(

@@ -29,18 +29,19 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from loadbench.contract.errors import LoadbenchError, RunAborted
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Sender
 from loadbench.deployments.base import ClientSettings
-from loadbench.errors import LoadbenchError, RunAborted
 from loadbench.gates import Gate, LiveFigures, LiveJudge, check_paths, evaluate, schema
 from loadbench.load.calm_gc import calm_gc
 from loadbench.load.executors import Driver, resolve_executor
-from loadbench.load.interface import Sender
 from loadbench.load.plans import NS_PER_S, Concurrency
 from loadbench.load.scheduler import RunTiming, Scheduler
 from loadbench.metrics.drift import DriftTracker, default_window_s
 from loadbench.metrics.facts import RunFacts
 from loadbench.metrics.harness import HarnessMonitor
-from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder, Snapshot
 from loadbench.metrics.slo import SloTally
 from loadbench.metrics.summary import build_summary, load_summary
@@ -57,7 +58,6 @@ from loadbench.results.run_dir import (
 from loadbench.results.run_info import RunClock
 from loadbench.scenario import Scenario, describe_value
 from loadbench.urls import redact_url
-from loadbench.workloads.prompt import Prompt
 from loadbench.workloads.report import lengths_outcome, lengths_plan
 
 _SNAPSHOT_S = 0.25

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from loadbench.errors import ConfigError, ErrorCategory
+from loadbench.contract.errors import ConfigError, ErrorCategory
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

@@ -17,7 +17,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from loadbench.errors import LoadbenchError, ScenarioError
+from loadbench.contract.errors import LoadbenchError, ScenarioError
 from loadbench.scenario import Scenario
 from loadbench.studies import CapacitySearch, Study
 

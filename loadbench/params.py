@@ -14,7 +14,7 @@ import inspect
 import math
 from typing import Any, TypeVar
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 T = TypeVar("T", bound=type)
 

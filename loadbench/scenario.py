@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from loadbench.contract.errors import ConfigError
 from loadbench.deployments.base import Deployment, Timeouts
-from loadbench.errors import ConfigError
 from loadbench.gates import normalize as normalize_gates
 from loadbench.load.executors import check_executor
 from loadbench.load.plans import Concurrency, LoadPlan, Stop, check_plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadbench import Concurrency, Constant, Decode, Fixed, Gate, Poisson, Remote, Scenario, Stop
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.experiment import Experiment, _max_requests
 from loadbench.gates import LiveFigures, LiveJudge, evaluate, schema
 from loadbench.metrics.recorder import METRICS

@@ -171,3 +171,13 @@ def test_the_check_finds_lazy_and_relative_circles_and_excuses_type_checking(tmp
     ]
     report = describe(graph, ["pkg.a", "pkg.b"])
     assert "pkg.b:2 -> pkg.a" in report and "pkg.a:1 -> pkg.b" in report
+
+
+def test_the_contract_depends_on_no_box() -> None:
+    # The leaf types every box shares: a box that depends on them must not, through them,
+    # depend on another box (which is why they left metrics/, workloads/ and load/).
+    graph = import_graph(PACKAGE_DIR)
+    contract = {m for m in graph if m == "loadbench.contract" or m.startswith("loadbench.contract.")}
+    assert contract >= {"loadbench.contract.record", "loadbench.contract.prompt", "loadbench.contract.sender"}
+    outside = {f"{m} -> {t}": line for m in contract for t, line in graph[m].items() if t not in contract}
+    assert not outside, outside

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.errors import ScenarioError
+from loadbench.contract.errors import ScenarioError
 from loadbench.load.plans import Constant, Stop
 from loadbench.loader import load_scenario
 from loadbench.scenario import Scenario

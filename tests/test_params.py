@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from loadbench import Concurrency, Decode, Local, Poisson, Remote, Scenario, Stop
+from loadbench.contract.errors import ConfigError, ScenarioError
 from loadbench.deployments import Timeouts
-from loadbench.errors import ConfigError, ScenarioError
 from loadbench.loader import load_scenario
 
 

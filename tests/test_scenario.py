@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from loadbench.contract.errors import ConfigError
 from loadbench.deployments import Remote
-from loadbench.errors import ConfigError
 from loadbench.load.plans import Concurrency, Poisson, Stop
 from loadbench.scenario import Scenario
 

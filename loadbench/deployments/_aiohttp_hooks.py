@@ -36,9 +36,9 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.payload import BytesPayload
 
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Stamping
 from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, StreamParser
-from loadbench.load.interface import Stamping
-from loadbench.metrics.record import RequestRecord
 
 
 class Arrivals:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any, ClassVar, Literal
 
-from loadbench.load.interface import Sender
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Sender
 from loadbench.params import check_number, named_parameters
 
 Location = Literal["local", "remote", "hybrid"]

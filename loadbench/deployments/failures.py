@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed, TargetError
 from loadbench.deployments.framing import Framing
-from loadbench.errors import ErrorCategory, RequestFailed, TargetError
 
 DETAIL_LIMIT_CHARS = 300
 

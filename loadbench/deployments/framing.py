@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 
 Framing = Literal["sse", "ndjson"]
 

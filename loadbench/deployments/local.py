@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from loadbench.contract.errors import ConfigError, RequestFailed, TargetError
+from loadbench.contract.sender import Sender
 from loadbench.deployments.base import ClientSettings, Deployment, Dialect
 from loadbench.deployments.failures import error_message, preflight_failure, translate
 from loadbench.deployments.framing import NdjsonDecoder
@@ -25,8 +27,6 @@ from loadbench.deployments.models import DEFAULT_CATALOG, ModelCatalog, Quant, r
 from loadbench.deployments.sdk import open_ollama_sdk
 from loadbench.deployments.transport import HttpSender, HttpTransport, read_limited
 from loadbench.deployments.wire.ollama import OllamaWire
-from loadbench.errors import ConfigError, RequestFailed, TargetError
-from loadbench.load.interface import Sender
 from loadbench.params import check_number, named_parameters
 from loadbench.urls import join_url, v1_url
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 LEVELS: tuple[str, ...] = ("q4_0", "q4_K_S", "q4_K_M", "q5_0", "q5_K_M", "q6_K", "q8_0", "fp16")
 DEFAULT_LEVEL = "q4_K_M"

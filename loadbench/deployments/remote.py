@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from loadbench.contract.errors import ConfigError, RequestFailed, TargetError
+from loadbench.contract.sender import Sender
 from loadbench.deployments.base import ClientSettings, Deployment, Dialect
 from loadbench.deployments.failures import error_message, preflight_failure, redact
 from loadbench.deployments.sdk import open_remote_sdk
 from loadbench.deployments.transport import HttpSender, HttpTransport
 from loadbench.deployments.wire.anthropic import AnthropicWire
 from loadbench.deployments.wire.openai import OpenAIWire, is_reasoning_model
-from loadbench.errors import ConfigError, RequestFailed, TargetError
-from loadbench.load.interface import Sender
 from loadbench.params import check_number, named_parameters
 from loadbench.urls import join_url, origin, v1_url
 

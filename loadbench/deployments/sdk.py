@@ -34,18 +34,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from loadbench.contract.errors import ConfigError, ErrorCategory, RequestFailed
+from loadbench.contract.headers import REQUEST_ID_HEADER, USER_AGENT
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Stamping
 from loadbench.deployments.base import ClientSettings, Dialect, Timeouts, deadlines
 from loadbench.deployments.failures import translate_sdk
 from loadbench.deployments.framing import StreamParser
 from loadbench.deployments.wire.anthropic import AnthropicWire
 from loadbench.deployments.wire.ollama import OllamaWire
 from loadbench.deployments.wire.openai import OpenAIWire
-from loadbench.errors import ConfigError, ErrorCategory, RequestFailed
-from loadbench.load.interface import Stamping
-from loadbench.metrics.record import RequestRecord
 from loadbench.urls import server_root, v1_root
-from loadbench.wire import REQUEST_ID_HEADER, USER_AGENT
-from loadbench.workloads.prompt import Prompt
 
 if TYPE_CHECKING:
     import httpx

@@ -24,6 +24,11 @@ from typing import Any, Literal
 
 import aiohttp
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.headers import REQUEST_ID_HEADER, USER_AGENT
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Stamping
 from loadbench.deployments._aiohttp_hooks import (
     GatedPayload,
     Pump,
@@ -42,11 +47,6 @@ from loadbench.deployments.failures import (
     wrong_content_type,
 )
 from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, StreamParser, Wire
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.load.interface import Stamping
-from loadbench.metrics.record import RequestRecord
-from loadbench.wire import REQUEST_ID_HEADER, USER_AGENT
-from loadbench.workloads.prompt import Prompt
 
 # aiohttp's StreamReader refuses a buffered line above twice this; we split lines ourselves, but
 # a big read buffer still means fewer, larger reads when a server bursts.

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 # The sources a user may name, in the order "auto" tries them.
 SOURCE_NAMES = ("nvml", "rapl", "powermetrics", "macmon", "cpu-estimate")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loadbench.contract.errors import ConfigError
 from loadbench.energy.base import (
     EnergySource,
     Reading,
@@ -30,7 +31,6 @@ from loadbench.energy.config import EnergyConfig
 from loadbench.energy.detect import make_source, plan
 from loadbench.energy.integrate import cumulative
 from loadbench.energy.report import Attribution, Metered, summary
-from loadbench.errors import ConfigError
 
 
 class EnergyMeter:

@@ -20,10 +20,10 @@ from typing import Any
 
 import loadbench.hybrid.prompts as prompts
 import loadbench.hybrid.replies as replies
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.load.interface import Sender
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Message, Prompt
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Message, Prompt
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Sender
 
 
 @dataclass(slots=True)

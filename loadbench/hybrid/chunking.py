@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 By = Literal["section", "page", "paragraph"]
 CHUNKINGS: tuple[str, ...] = ("section", "page", "paragraph")

@@ -25,14 +25,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from loadbench.contract.errors import ConfigError, RequestFailed
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Sender, Stamping
 from loadbench.deployments.base import ClientSettings, Deployment, Dialect
-from loadbench.errors import ConfigError, RequestFailed
 from loadbench.hybrid.calls import ProtocolFailed, RequestRun, Side
 from loadbench.hybrid.prices import PriceTable, RemoteEnergy
 from loadbench.hybrid.protocols import Minion, Minions
-from loadbench.load.interface import Sender, Stamping
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
 
 #: The base URL a hybrid reports when the run names no target: each side uses its own endpoint.
 OWN_ENDPOINTS = "hybrid://own-endpoints"

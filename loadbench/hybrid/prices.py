@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 #: model -> (USD per 1M input tokens, USD per 1M output tokens)
 PRICES: dict[str, tuple[float, float]] = {

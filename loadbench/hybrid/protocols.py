@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import loadbench.hybrid.prompts as prompts
-from loadbench.errors import ConfigError, ErrorCategory, RequestFailed
+from loadbench.contract.errors import ConfigError, ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Message, Prompt
 from loadbench.hybrid.calls import ProtocolFailed, RequestRun, Side
 from loadbench.hybrid.chunking import CHUNKINGS, Chunking
-from loadbench.workloads.prompt import Message, Prompt
 
 
 def _positive(owner: str, name: str, value: Any) -> None:

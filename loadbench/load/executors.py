@@ -44,11 +44,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from loadbench.errors import ConfigError, LoadbenchError, TargetError
+from loadbench.contract.errors import ConfigError, LoadbenchError, TargetError
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.load.plans import Concurrency, Stop
 from loadbench.load.scheduler import RunTiming
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
 
 _now = time.perf_counter_ns
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.load.plans import Concurrency, Constant, Gamma, OpenLoopPlan, Poisson
 
 

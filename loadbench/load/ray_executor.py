@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loadbench.errors import ConfigError, TargetError
+from loadbench.contract.errors import ConfigError, TargetError
 
 _POLL_S = 0.02
 
@@ -126,7 +126,7 @@ class _LoadWorker:
     def run(self, spec: Any, collector: Any, parent_boot_id: str) -> None:
         import ray
 
-        from loadbench.errors import LoadbenchError
+        from loadbench.contract.errors import LoadbenchError
         from loadbench.load.executors import run_worker
 
         slot = [0]

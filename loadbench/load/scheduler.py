@@ -39,13 +39,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loadbench.errors import ErrorCategory, RequestFailed
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
+from loadbench.contract.sender import Sender
 from loadbench.load.calm_gc import calm_gc
-from loadbench.load.interface import Sender
 from loadbench.load.plans import NS_PER_S, Concurrency, OpenLoopPlan, Stop
 from loadbench.load.timer import PreciseTimer, TimerHandle
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
 
 _now = time.perf_counter_ns
 

@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.hdr import fast_percentiles, new_histogram, record
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
 from loadbench.workloads.report import LengthTally, counter_percentile
 
 # A workload's answer check: True (right), False (wrong) or None (cannot tell).

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.hdr import HIGHEST_US, add_into, clear, fast_percentiles, new_histogram, record, record_many
-from loadbench.metrics.record import RequestRecord
 
 
 @dataclass(frozen=True, slots=True)

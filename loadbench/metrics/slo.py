@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.recorder import tpot_ns
 
 # Which stamps bound each SLO'd figure (``tpot_ms`` is the recorder's ``tpot_ns``).

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from loadbench.errors import ConfigError, LoadbenchError
+from loadbench.contract.errors import ConfigError, LoadbenchError
 
 LATENCIES = ("ttft_ms", "tpot_ms", "e2e_ms")
 STATS = ("p50", "p90", "p99", "mean")

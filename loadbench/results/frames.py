@@ -40,7 +40,7 @@ import numpy as np
 import orjson
 from hdrh.histogram import HdrHistogram
 
-from loadbench.errors import LoadbenchError
+from loadbench.contract.errors import LoadbenchError
 from loadbench.metrics.hdr import fast_percentiles, new_histogram
 from loadbench.metrics.recorder import METRIC_BY_TAG
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from loadbench.errors import LoadbenchError
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.errors import LoadbenchError
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.recorder import Recorder
 from loadbench.metrics.summary import build_summary
 from loadbench.results.run import RunResult

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 
 
 def _ms(a: int, b: int) -> float | None:

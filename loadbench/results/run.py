@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from loadbench.errors import LoadbenchError
+from loadbench.contract.errors import LoadbenchError
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from typing import Any
 
 import orjson
 
-from loadbench.errors import ConfigError
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder
 from loadbench.results.hlog import HlogWriter
 from loadbench.results.records import record_to_json, with_children

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import orjson
 
-from loadbench.errors import LoadbenchError
+from loadbench.contract.errors import LoadbenchError
 
 SIM_TRACE = "sim_trace.jsonl"
 TRACE_PATH = "/sim/trace"

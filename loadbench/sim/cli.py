@@ -18,7 +18,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from loadbench.errors import ConfigError, LoadbenchError
+from loadbench.contract.errors import ConfigError, LoadbenchError
 from loadbench.sim.config import FAULT_KINDS, PROFILES, FaultPlan, FaultWindow, Responder, SimConfig
 
 __all__ = ["build_config", "main", "parser"]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadbench.errors import ConfigError, TargetError
+from loadbench.contract.errors import ConfigError, TargetError
 from loadbench.sim.config import SimConfig
 
 __all__ = ["SimProcess"]
@@ -42,7 +42,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # ``loadbench/__init__.py`` is not executed: that file imports the whole harness (numpy, the
 # deployments, the SDK adapters), which the server never uses and which would triple the start-up
 # time. A bare package object stands in for it, so only ``loadbench.sim`` and the two leaf modules
-# it needs (``loadbench.errors``, ``loadbench.wire``) are loaded.
+# it needs (``loadbench.contract.errors``, ``loadbench.contract.headers``) are loaded.
 
 
 class SimProcess:

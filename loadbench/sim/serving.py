@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.headers import REQUEST_ID_HEADER
 from loadbench.sim.config import SimConfig
 from loadbench.sim.engine import Engine, Sequence
 from loadbench.sim.faults import FaultPicker
@@ -30,7 +31,6 @@ from loadbench.sim.structured import SchemaWriter
 from loadbench.sim.text import Tokenizer, WordSource, tokenize
 from loadbench.sim.toolkit import Ask, Encoder, ErrorShape, Exchange, Generation
 from loadbench.sim.trace import TraceLog
-from loadbench.wire import REQUEST_ID_HEADER
 
 __all__ = ["Simulator", "reset_transport"]
 

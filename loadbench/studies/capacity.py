@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from loadbench.errors import ConfigError, LoadbenchError
+from loadbench.contract.errors import ConfigError, LoadbenchError
 from loadbench.load.plans import Concurrency, Stop
 from loadbench.results.run_dir import write_json
 from loadbench.scenario import Scenario

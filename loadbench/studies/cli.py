@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadbench.contract.errors import ConfigError
 from loadbench.display import LiveProgress, RunProgress, RunTarget, live_progress
-from loadbench.errors import ConfigError
 from loadbench.exit_codes import EXIT_INTERRUPTED, EXIT_NO_COMPLETED
 from loadbench.studies.capacity import CapacitySearch, SearchResult
 from loadbench.studies.study import Overrides, Study, StudyResult

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 #: Per-request metrics an SLO may name (each is a key of requests.jsonl, or derived from its stamps).
 SLO_METRICS = (

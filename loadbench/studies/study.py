@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from loadbench.errors import ConfigError, LoadbenchError, ScenarioError
+from loadbench.contract.errors import ConfigError, LoadbenchError, ScenarioError
 from loadbench.results.run_dir import write_json
 from loadbench.scenario import Scenario
 from loadbench.studies.knee import knees

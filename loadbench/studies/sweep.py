@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.load.plans import Concurrency, Constant, Gamma, Poisson
 from loadbench.scenario import Scenario
 from loadbench.studies.study import Study

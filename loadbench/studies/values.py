@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 
 class Fields:

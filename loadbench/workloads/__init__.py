@@ -10,12 +10,12 @@ stream.observe(prompt, record)                 # after each request: calibrates 
 ```
 """
 
+from loadbench.contract.prompt import Message, Prompt
 from loadbench.workloads.base import PromptStream, Workload
 from loadbench.workloads.check import accuracy, check_answer, check_finance, check_math
 from loadbench.workloads.distributions import Distribution, Empirical, Fixed, LogNormal, Normal, Uniform
 from loadbench.workloads.loaders import FinanceBenchDataset, MathDataset, OpenAssistantDataset
 from loadbench.workloads.presets import Balanced, Decode, MultiTurn, Prefill
-from loadbench.workloads.prompt import Message, Prompt
 from loadbench.workloads.report import length_report
 from loadbench.workloads.sources import ChatThread, Dataset, FinanceItem, MathProblem, Pool
 from loadbench.workloads.synthetic import SyntheticChat, SyntheticFinance, SyntheticMath

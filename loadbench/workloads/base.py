@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from loadbench.errors import ConfigError
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.prompt import Message, Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.workloads.check import check_answer
-from loadbench.workloads.prompt import Message, Prompt
 from loadbench.workloads.sources import Pool
 from loadbench.workloads.tokens import CalibratedEstimate, LengthModel, TokenCounter
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from loadbench.workloads.prompt import Prompt
+from loadbench.contract.prompt import Prompt
 
 __all__ = [
     "accuracy",

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 
 __all__ = ["Distribution", "Empirical", "Fixed", "LogNormal", "Normal", "Uniform", "as_distribution"]
 

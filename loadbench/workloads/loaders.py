@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.prompt import Message
 from loadbench.workloads.check import extract_boxed
-from loadbench.workloads.prompt import Message
 from loadbench.workloads.sources import ChatThread, FinanceItem, MathProblem
 
 __all__ = ["FinanceBenchDataset", "MathDataset", "OpenAssistantDataset"]

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from itertools import chain, repeat
 from typing import Any, ClassVar
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.prompt import Message, Prompt
 from loadbench.params import named_parameters
 from loadbench.workloads.base import Built, Composer, Workload
 from loadbench.workloads.check import check_answer
 from loadbench.workloads.distributions import Distribution, Normal, Uniform, as_distribution
-from loadbench.workloads.prompt import Message, Prompt
 from loadbench.workloads.sources import ChatThread, Dataset, FinanceItem, MathProblem, Pool
 from loadbench.workloads.synthetic import SyntheticChat, SyntheticFinance, SyntheticMath
 from loadbench.workloads.tokens import LengthModel, TokenCounter

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.workloads.base import SETTLE_WINDOW
 
 __all__ = ["LENGTH_TOLERANCE", "LengthTally", "length_report", "lengths_outcome", "lengths_plan"]

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from loadbench.workloads.prompt import Message
+from loadbench.contract.prompt import Message
 
 __all__ = [
     "ChatPool",

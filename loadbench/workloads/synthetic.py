@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from loadbench.workloads.prompt import Message
+from loadbench.contract.prompt import Message
 from loadbench.workloads.sources import ChatThread, FinanceItem, MathProblem
 
 __all__ = ["SyntheticChat", "SyntheticFinance", "SyntheticMath"]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from loadbench.errors import ConfigError, TargetError
+from loadbench.contract.errors import ConfigError, TargetError
 from loadbench.urls import redact_url, server_root
 
 __all__ = [

@@ -29,9 +29,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.prompt import Message, Prompt
 from loadbench.workloads.base import Built, Composer, Workload
-from loadbench.workloads.prompt import Message, Prompt
 from loadbench.workloads.sources import Pool
 from loadbench.workloads.synthetic import SyntheticChat
 from loadbench.workloads.tokens import LengthModel, TokenCounter

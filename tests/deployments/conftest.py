@@ -8,10 +8,10 @@ from time import perf_counter_ns
 
 import pytest
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Deployment
-from loadbench.metrics.record import RequestRecord
 from loadbench.sim import SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 
 @pytest.fixture(scope="module")

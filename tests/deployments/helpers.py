@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments.framing import NdjsonDecoder, SseDecoder
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.metrics.record import RequestRecord
 
 
 def new_record(*, keep_text: bool = False) -> RequestRecord:

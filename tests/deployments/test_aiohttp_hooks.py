@@ -7,11 +7,11 @@ from time import perf_counter_ns
 
 import aiohttp
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Remote
 from loadbench.deployments._aiohttp_hooks import missing_hooks, stamping, stamping_connector
 from loadbench.deployments.transport import HttpTransport
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
 
 
 def test_the_installed_aiohttp_has_every_internal_the_hooks_use():

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
+from loadbench.contract.errors import ErrorCategory
 from loadbench.deployments.failures import error_message, refused, retry_after_s, translate, translate_sdk
-from loadbench.errors import ErrorCategory
 
 
 def connector_error(os_error: OSError) -> aiohttp.ClientConnectorError:

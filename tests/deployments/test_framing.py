@@ -59,7 +59,7 @@ def test_big_line_is_fine():
 def test_an_over_long_line_fails_the_request_as_malformed():
     import pytest
 
-    from loadbench.errors import ErrorCategory, RequestFailed
+    from loadbench.contract.errors import ErrorCategory, RequestFailed
 
     for decoder in (SseDecoder(max_line_bytes=1000), NdjsonDecoder(max_line_bytes=1000)):
         decoder.feed(b'data: {"ok": 1}\n\n' if isinstance(decoder, SseDecoder) else b'{"ok": 1}\n')

@@ -7,11 +7,11 @@ import orjson
 import pytest
 from aiohttp import web
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed, TargetError
+from loadbench.contract.headers import REQUEST_ID_HEADER
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Remote, Timeouts
-from loadbench.errors import ErrorCategory, RequestFailed, TargetError
-from loadbench.metrics.record import RequestRecord
-from loadbench.wire import REQUEST_ID_HEADER
-from loadbench.workloads.prompt import Prompt
 
 from .servers import closed_port, serve
 

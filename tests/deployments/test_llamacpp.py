@@ -5,8 +5,8 @@ import urllib.request
 import orjson
 import pytest
 
+from loadbench.contract.prompt import Prompt
 from loadbench.deployments import ClientSettings, Remote
-from loadbench.workloads.prompt import Prompt
 from tests.engines.fixtures import llama_server  # noqa: F401  (registers the fixture)
 
 from .conftest import run, send_all

@@ -3,8 +3,8 @@
 import pytest
 from aiohttp import web
 
+from loadbench.contract.errors import TargetError
 from loadbench.deployments import ClientSettings, Local
-from loadbench.errors import TargetError
 
 from .conftest import run, send_all
 from .servers import serve

@@ -2,6 +2,7 @@
 
 import pytest
 
+from loadbench.contract.errors import ConfigError
 from loadbench.deployments import (
     DEFAULT_CATALOG,
     Q1_5B,
@@ -14,7 +15,6 @@ from loadbench.deployments import (
 )
 from loadbench.deployments.local import normalise_host
 from loadbench.deployments.models import resolve_tag
-from loadbench.errors import ConfigError
 
 
 def test_seed_api_quant_on_local_or_from_the_experiment():

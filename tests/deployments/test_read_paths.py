@@ -7,11 +7,11 @@ import orjson
 import pytest
 from aiohttp import web
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
 from loadbench.deployments import ClientSettings, Local, Remote, Timeouts
 from loadbench.deployments import transport as transport_mod
-from loadbench.errors import ErrorCategory, RequestFailed
 from loadbench.sim import FaultPlan, SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 from .conftest import run, send_all
 from .servers import serve

@@ -3,10 +3,10 @@
 import pytest
 from aiohttp import web
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed, TargetError
+from loadbench.contract.prompt import Message, Prompt
 from loadbench.deployments import Q3B, ClientSettings, Local, Remote, Timeouts
-from loadbench.errors import ErrorCategory, RequestFailed, TargetError
 from loadbench.sim import FaultPlan, SimConfig, SimProcess
-from loadbench.workloads.prompt import Message, Prompt
 
 from .conftest import run, send_all, sim_trace
 from .servers import closed_port, serve

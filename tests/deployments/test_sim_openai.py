@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed, TargetError
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Remote, Timeouts
-from loadbench.errors import ErrorCategory, RequestFailed, TargetError
-from loadbench.metrics.record import RequestRecord
 from loadbench.sim import FaultPlan, SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 from .conftest import run, send_all, sim_trace
 from .servers import closed_port

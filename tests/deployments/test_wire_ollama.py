@@ -1,9 +1,9 @@
 import orjson
 import pytest
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Message, Prompt
 from loadbench.deployments.wire.ollama import OllamaWire
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.workloads.prompt import Message, Prompt
 
 from .helpers import run_stream
 

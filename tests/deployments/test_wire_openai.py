@@ -1,9 +1,9 @@
 import orjson
 import pytest
 
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
 from loadbench.deployments.wire.openai import OpenAIWire
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.workloads.prompt import Prompt
 
 from .helpers import run_stream
 
@@ -147,7 +147,7 @@ def test_body_fields():
 
 
 def test_a_reader_without_the_terminator_ends_at_the_finish_or_the_usage_chunk():
-    from loadbench.metrics.record import RequestRecord
+    from loadbench.contract.record import RequestRecord
 
     def parsers():
         return [WIRE.parser(RequestRecord(index=0, request_id="r", intended_ns=0), terminator=t) for t in (True, False)]
@@ -166,7 +166,7 @@ def test_a_reader_without_the_terminator_ends_at_the_finish_or_the_usage_chunk()
 
 
 def test_feed_and_feed_object_apply_the_same_rules():
-    from loadbench.metrics.record import RequestRecord
+    from loadbench.contract.record import RequestRecord
 
     events = [chunk({"role": "assistant"}), chunk({"reasoning_content": "hm"}), chunk({"content": "a"}),
               chunk({}, finish="stop"), chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 2})]

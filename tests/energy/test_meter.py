@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from loadbench.contract.errors import ConfigError
 from loadbench.energy import (
     SOURCE_NAMES,
     Channel,
@@ -25,7 +26,6 @@ from loadbench.energy import (
 from loadbench.energy.base import SourceData
 from loadbench.energy.estimate import CpuTimeEstimate
 from loadbench.energy.report import Attribution, Metered, summary
-from loadbench.errors import ConfigError
 
 S = 1_000_000_000
 

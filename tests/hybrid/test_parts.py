@@ -10,17 +10,17 @@ from pathlib import Path
 import orjson
 import pytest
 
+from loadbench.contract.errors import ConfigError
+from loadbench.contract.prompt import Prompt
 from loadbench.deployments.wire.anthropic import AnthropicWire
 from loadbench.deployments.wire.ollama import OllamaWire
 from loadbench.deployments.wire.openai import OpenAIWire
-from loadbench.errors import ConfigError
 from loadbench.hybrid import Chunking, Minions, PriceTable
 from loadbench.hybrid import prompts as P
 from loadbench.hybrid.calls import union_ns
 from loadbench.hybrid.deployment import max_in_flight
 from loadbench.hybrid.replies import check, extract
 from loadbench.sim import SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 DOC = "\n\n".join(f"Paragraph {i}: " + " ".join(f"word{i}_{j}" for j in range(60)) for i in range(30))
 

@@ -26,7 +26,7 @@ from loadbench import (
     Stop,
     Uniform,
 )
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.hybrid.deployment import max_in_flight
 from loadbench.results.run import RunResult
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Remote
 from loadbench.load.plans import Burst, Stop
 from loadbench.load.scheduler import Scheduler
-from loadbench.metrics.record import RequestRecord
 from loadbench.sim import SimConfig, SimProcess
-from loadbench.workloads.prompt import Prompt
 
 
 def test_a_burst_prepared_ahead_reaches_the_server_at_its_time_not_before() -> None:

@@ -7,7 +7,7 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.load.overrides import Arrivals, override_load
 from loadbench.load.plans import Burst, Concurrency, Constant, Gamma, Poisson, Ramp
 

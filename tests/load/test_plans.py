@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.load.plans import (
     NS_PER_S,
     Burst,

@@ -15,11 +15,11 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from loadbench.errors import ErrorCategory, RequestFailed
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.load.plans import NS_PER_S, Burst, Concurrency, Constant, Poisson, Stop
 from loadbench.load.scheduler import RunTiming, Scheduler
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
 
 
 class SleepySender:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from loadbench import Burst, Concurrency, Decode, Experiment, Fixed, Poisson, Remote, Scenario, SimConfig, Stop
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.load.executors import Processes, Share, share_of
 from loadbench.load.plans import Constant
 

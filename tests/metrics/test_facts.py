@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.facts import RunFacts, ServerTally
-from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.summary import load_summary
-from loadbench.workloads.prompt import Prompt
 
 
 def ok(index: int, *, server: dict | None = None, text: list[str] | None = None) -> RequestRecord:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder
 from loadbench.metrics.summary import build_summary
 

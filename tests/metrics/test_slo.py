@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.recorder import Recorder, tpot_ns
 from loadbench.metrics.slo import SloTally
 

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from loadbench.errors import LoadbenchError
+from loadbench.contract.errors import LoadbenchError
 from loadbench.results import load, load_run, load_study
 from loadbench.results.html import build_report, write_figures, write_html
 from loadbench.results.html.charts import percentile_curve

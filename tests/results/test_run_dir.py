@@ -12,9 +12,9 @@ import orjson
 import pytest
 from hdrh.log import HistogramLogReader
 
-from loadbench.errors import ConfigError, LoadbenchError
+from loadbench.contract.errors import ConfigError, LoadbenchError
+from loadbench.contract.record import RequestRecord
 from loadbench.metrics.hdr import new_histogram
-from loadbench.metrics.record import RequestRecord
 from loadbench.metrics.recorder import METRICS, Recorder
 from loadbench.metrics.summary import build_summary
 from loadbench.results.records import record_to_json

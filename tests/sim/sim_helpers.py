@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
+from loadbench.contract.headers import REQUEST_ID_HEADER
 from loadbench.sim import SimConfig
 from loadbench.sim.server import SimServer
-from loadbench.wire import REQUEST_ID_HEADER
 
 
 def run(coro: Awaitable[Any], timeout_s: float = 30.0) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.sim import PROFILES, EngineProfile, FaultPlan, FaultWindow, Responder, SimConfig
 from loadbench.sim.cli import build_config, parser
 

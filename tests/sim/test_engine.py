@@ -236,7 +236,7 @@ def test_fixed_timing_gives_each_request_its_ttft_and_itl_whatever_the_batch():
 def test_fixed_timing_needs_both_times_and_states_its_capacity():
     import pytest
 
-    from loadbench.errors import ConfigError
+    from loadbench.contract.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fixed_itl_ms"):
         EngineProfile(fixed_ttft_ms=50.0)

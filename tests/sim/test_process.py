@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-from loadbench.errors import TargetError
+from loadbench.contract.errors import TargetError
+from loadbench.contract.headers import REQUEST_ID_HEADER
 from loadbench.sim import PROFILES, SimConfig, SimProcess
-from loadbench.wire import REQUEST_ID_HEADER
 
 
 def _get(url: str) -> bytes:

@@ -9,9 +9,9 @@ import time
 
 from sim_helpers import openai_events, openai_payload, parse_ndjson, parse_sse, run, with_server
 
+from loadbench.contract.headers import REQUEST_ID_HEADER
 from loadbench.sim import EngineProfile, FaultPlan, Responder, SimConfig, SimProcess
 from loadbench.sim.text import tokenize
-from loadbench.wire import REQUEST_ID_HEADER
 
 
 async def _stream_with_stamps(session, url, rid, n):

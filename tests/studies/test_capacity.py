@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from loadbench import CapacitySearch, Decode, EngineProfile, Fixed, Remote, Scenario, SimConfig, Stop, rates, sweep
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.studies import concurrencies, geometric, knee, linear
 
 PROFILE = EngineProfile(name="fixed-2", slots=2, fixed_ttft_ms=20.0, fixed_itl_ms=5.0)

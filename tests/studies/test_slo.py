@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.studies.capacity import judge
 from loadbench.studies.slo import count, limits_attainment, parse_slo, requests_needed, wilson
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from loadbench import Balanced, Concurrency, Decode, Fields, Fixed, Prefill, Remote, Scenario, SimConfig, Stop, Study
-from loadbench.errors import ConfigError, ScenarioError
+from loadbench.contract.errors import ConfigError, ScenarioError
 from loadbench.loader import load_definition, load_scenario
 from loadbench.studies.study import FIGURE_COLUMNS
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.record import RequestRecord
 from loadbench.workloads import HFTokenizerFile, Prompt
 
 # The chat template a "server" adds in these tests: per request, and per message.

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.workloads import Empirical, Fixed, LogNormal, Normal, Uniform
 
 

@@ -15,7 +15,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.sim import SimConfig, SimProcess
 from loadbench.workloads import (
     Balanced,

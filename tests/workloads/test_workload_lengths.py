@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import OVERHEAD_TOKENS, PER_MESSAGE_TOKENS, finished, served_tokens
 
-from loadbench.errors import ConfigError, TargetError
+from loadbench.contract.errors import ConfigError, TargetError
 from loadbench.workloads import (
     Balanced,
     CalibratedEstimate,

@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.workloads import (
     Balanced,
     Decode,
@@ -245,7 +245,7 @@ def test_offline_missing_dataset_says_how_to_point_at_a_local_copy(tmp_path):
     Runs in a child process: the offline switches are read when ``datasets`` is imported."""
     code = textwrap.dedent(
         """
-        from loadbench.errors import ConfigError
+        from loadbench.contract.errors import ConfigError
         from loadbench.workloads import FinanceBenchDataset, Prefill
         try:
             Prefill(dataset=FinanceBenchDataset()).open(seed=0)

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.workloads import (
     Balanced,
     CalibratedEstimate,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from loadbench.errors import ConfigError
+from loadbench.contract.errors import ConfigError
 from loadbench.load.plans import OpenLoopPlan, check_plan
 from loadbench.workloads import CalibratedEstimate, TracePlan, TraceReplay
 

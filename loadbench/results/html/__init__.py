@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadbench.errors import LoadbenchError
+from loadbench.contract.errors import LoadbenchError
 from loadbench.results.frames import is_study_dir, load_run, load_study
 from loadbench.results.html.page import Page
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import loadbench.results.html.charts as charts
-from loadbench.errors import LoadbenchError
+from loadbench.contract.errors import LoadbenchError
 from loadbench.results.frames import RunData, StudyData, load_run
 from loadbench.results.html.compare_report import overlay_charts
 from loadbench.results.html.page import Page, cards, facts, table

@@ -1,6 +1,6 @@
 """What one request asks for: the value a workload produces and a deployment sends.
 
-A leaf module (imports nothing from loadbench), shared by workloads, deployments and the scheduler.
+Part of the contract (``loadbench.contract``): shared by workloads, deployments and the scheduler.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The per-request record: the facts one request produced, stamped on the hot path.
 
-This module is a leaf (it imports nothing from loadbench) because three boxes share it: the
-scheduler creates a record, a deployment's client stamps it while the stream arrives, and the
-recorder reads it once the request is over. Every stamp is ``time.perf_counter_ns()``; zero means
+Part of the contract (``loadbench.contract``) because three boxes share it: the scheduler creates
+a record, a deployment's client stamps it while the stream arrives, and the recorder reads it once
+the request is over. Every stamp is ``time.perf_counter_ns()``; zero means
 "did not happen".
 """
 

@@ -1,7 +1,8 @@
-"""The interface the scheduler calls. The scheduler owns it; deployments implement it.
+"""The interface the scheduler calls and deployments implement.
 
-Keeping it here, next to its only caller, means a client needs to know nothing about plans,
-phases or recording: it sends one prompt and stamps one record.
+The scheduler is its only caller and decides its shape; it lives in the contract, not in
+``loadbench.load``, so a deployment implementing it depends on no box: a client needs to know
+nothing about plans, phases or recording. It sends one prompt and stamps one record.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Literal, Protocol
 
-from loadbench.metrics.record import RequestRecord
-from loadbench.workloads.prompt import Prompt
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 
 # Where a sender stamps arrivals: "socket" when the bytes come off the socket, "reader" when the
 # client's reader (a coroutine, an SDK) hands them over, which can be later under load.
@@ -39,7 +40,7 @@ class Sender(Protocol):
         preparation counts as dispatch lag, not as server latency). The sender calls
         ``record.token(perf_counter_ns(), reasoning=...)`` for each chunk carrying generated text,
         fills the server's token counts and timings when the dialect reports them, and sets
-        ``end_ns`` at the last byte. On failure it raises ``loadbench.errors.RequestFailed`` (stamps
+        ``end_ns`` at the last byte. On failure it raises ``loadbench.contract.errors.RequestFailed`` (stamps
         made so far stay). Cancellation propagates as ``asyncio.CancelledError``.
         """
         ...

@@ -1,4 +1,4 @@
-"""Wire constants shared by the clients and the embedded simulator (a leaf module)."""
+"""HTTP header values shared by the clients and the embedded simulator (part of the contract)."""
 
 # Every request carries its loadbench id in this header, so a server's own trace (the simulator's
 # ground truth, a proxy log) can be joined to the client's records.
