@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 
 import orjson
 
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.urls import v1_url
-from loadbench.workloads.prompt import Prompt
 
 
 @dataclass(frozen=True, slots=True)

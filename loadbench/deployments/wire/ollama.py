@@ -15,10 +15,10 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
-from loadbench.errors import ErrorCategory, RequestFailed
-from loadbench.metrics.record import RequestRecord
+from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.prompt import Prompt
+from loadbench.contract.record import RequestRecord
 from loadbench.urls import join_url
-from loadbench.workloads.prompt import Prompt
 
 Api = Literal["chat", "generate"]
 
