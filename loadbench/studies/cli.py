@@ -168,10 +168,9 @@ class _RunObserver:
 
     def stopping(self, reason: str) -> None:
         if reason.startswith("SIG"):
-            print(
-                f"loadbench: {reason}: stopping this run and the study after it (again to cancel in-flight requests)",
-                file=sys.stderr,
-            )
+            # ``reason`` is the run's own line ("SIGINT: stopping, draining ... (again to cancel
+            # them)"): said once, with what it means for the study.
+            print(f"loadbench: {reason}; the study stops after this run", file=sys.stderr)
         else:
             print(f"loadbench: ending the probe early: {reason}", file=sys.stderr)
 
