@@ -548,7 +548,7 @@ more run (Student's t, k - 1 degrees of freedom), and the wider is used. With on
 tolerance alone stands for that: centres and throughput 5%, tails wider (p90 10%, p99 20%),
 since tails rest on a few rare events.
 
-Exit codes: 0 no regression, 2 bad input, 99 a regression."""
+The method, and why: docs/compare.md. Exit codes: 0 no regression, 2 bad input, 99 a regression."""
 
 
 def main(argv: list[str]) -> int:
