@@ -191,7 +191,7 @@ def main() -> int:
             )
         for line in examples:
             print("  " + line)
-    print(f"\n{time.time() - started:.0f} s")
+    print(f"\nanalysis {time.time() - started:.0f} s")
     return 0
 
 
