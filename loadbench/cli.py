@@ -10,7 +10,7 @@
     loadbench report RUN_DIR                      print a finished run's summary
     loadbench report PATH... --html [FILE] [--png DIR]   HTML report / figures: run, study, runs
     loadbench engine build|path|serve             build / locate / serve llama.cpp's llama-server
-    loadbench compare BASELINE_RUN NEW_RUN        is the new run slower? bootstrap CIs, a verdict
+    loadbench compare BASELINE_RUN... NEW_RUN     is the new run slower? bootstrap CIs, a verdict
 
 ``python -m loadbench ...`` is the same command.
 """
@@ -50,7 +50,7 @@ Other commands (`python -m loadbench ...` is the same):
   loadbench report RUN_DIR                    print the summary of a finished run
   loadbench report PATH... --html [FILE]      one-file HTML report (run, study, or runs side by side)
   loadbench engine build|path|serve           build, locate or serve llama.cpp's llama-server
-  loadbench compare BASE_RUN NEW_RUN          per-metric change with bootstrap CIs; exit 99 on a regression
+  loadbench compare BASE_RUN... NEW_RUN       per-metric change with bootstrap CIs; exit 99 on a regression
 
 Results go to results/<scenario>-<UTC time>/ (or --out, which must be new or empty unless
 --force): run.json, requests.jsonl, metrics.hlog, summary.json, harness.jsonl, energy.csv.
