@@ -505,3 +505,33 @@ def test_a_run_holds_the_collector_calm_and_restores_it() -> None:
     check_accounting(run)
     assert seen and all(t == CALM_THRESHOLDS for t in seen)
     assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_requests_cancelled_before_their_task_ever_ran_are_still_accounted(gated: bool) -> None:
+    """A burst is spawned in one stretch without yielding, so a stop that comes while it is being
+    spawned cancels tasks the loop has not yet run: no line of their coroutine runs. Each must
+    still be counted once (cancelled unsent, or withdrawn if it was prepared ahead and not due)."""
+    records: list[RequestRecord] = []
+    sender = GatedSleepySender(delay_s=0.001) if gated else SleepySender(0.001)
+    scheduler: Scheduler
+
+    def on_scheduled(record: RequestRecord) -> None:
+        if record.index == 5:  # tasks 0-4 exist but have not run; a second stop cancels them
+            scheduler.request_stop()
+            scheduler.request_stop()
+
+    scheduler = Scheduler(
+        plan=Burst(16, every_s=1.0, waves=1), stop=Stop(duration_s=5), sender=sender, prompts=prompts(),
+        on_record=lambda record, prompt: records.append(record), run_id="t", on_scheduled=on_scheduled,
+    )
+    asyncio.run(scheduler.run())
+    assert sender.calls == 0, "no cancelled request reached the sender"
+    assert scheduler.in_flight == 0
+    assert len(records) == scheduler.scheduled, "every scheduled record reached on_record"
+    assert all(r.status == "cancelled" and r.sent_ns == 0 and r.end_ns for r in records)
+    # The sixth request was being made as the stops came; the drain cancels it before it runs.
+    if gated:  # the five prepared before the stop were not due: withdrawn, as if never scheduled
+        assert scheduler.scheduled == 1
+    else:
+        assert scheduler.scheduled == 6 and {r.cancelled_in for r in records} == {"queued"}
