@@ -137,9 +137,9 @@ class Scheduler:
         self.interrupted = False
         self.finished = False
         self._tasks: set[asyncio.Task[None]] = set()
-        # Prepared requests whose gate has not opened: task -> the timer handle that opens it.
-        self._gated: dict[asyncio.Future[None], TimerHandle] = {}
-        self._gated_records: dict[asyncio.Future[None], RequestRecord] = {}
+        # Prepared requests whose gate has not opened: task -> the timer handle that opens it, and
+        # the request's record.
+        self._gated: dict[asyncio.Future[None], tuple[TimerHandle, RequestRecord]] = {}
         # Indices of prepared requests whose intended time had not come when the stop came.
         self._withdrawn: set[int] = set()
         self._timer: PreciseTimer | None = None
@@ -168,14 +168,12 @@ class Scheduler:
         self._stop_event.set()
         # Prepared requests not yet released are not sent; sleepers wake to see the stop.
         now_ns = _now()
-        for task, handle in list(self._gated.items()):
+        for task, (handle, record) in list(self._gated.items()):
             handle.cancel()
-            record = self._gated_records.get(task)
-            if record is not None and record.intended_ns > now_ns:
+            if record.intended_ns > now_ns:
                 self._withdrawn.add(record.index)
             task.cancel()
         self._gated.clear()
-        self._gated_records.clear()
         if self._timer is not None:
             self._timer.wake_all()
         if self._stop_requests > 1:
@@ -409,15 +407,11 @@ class Scheduler:
                 return
             if record.end_ns == 0:
                 record.end_ns = _now()
-            if record.index in self._withdrawn:  # never due: as if it had never been scheduled
-                self._withdrawn.discard(record.index)
-                self.scheduled -= 1
-                return
             record.status = "cancelled"
             record.sent_ns = 0
             record.cancelled_in = record.cancelled_phase()
             record.error_detail = f"cancelled while {_CANCELLED_WHILE[record.cancelled_in]}"
-            self._on_record(record, prompt)
+            self._finished(record, prompt)
 
         task.add_done_callback(settle)
 
@@ -426,16 +420,14 @@ class Scheduler:
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = self._spawn(self._one(record, prompt, None, gate))
         self._settle_if_never_run(task, record, prompt)
-        gated, records = self._gated, self._gated_records
+        gated = self._gated
 
         def release() -> None:
             gated.pop(task, None)
-            records.pop(task, None)
             if not gate.done():
                 gate.set_result(None)
 
-        gated[task] = self._timer.call_at(record.intended_ns, release)  # type: ignore[union-attr]
-        records[task] = record
+        gated[task] = (self._timer.call_at(record.intended_ns, release), record)  # type: ignore[union-attr]
 
     async def _turn(self) -> None:
         """Wait for this request's turn to be built: one per loop iteration.
@@ -530,8 +522,13 @@ class Scheduler:
             if acquired:
                 cap.release()  # type: ignore[union-attr]
             self.in_flight -= 1
-            if record.index in self._withdrawn:  # never due: as if it had never been scheduled
-                self._withdrawn.discard(record.index)
-                self.scheduled -= 1
-            else:
-                self._on_record(record, prompt)
+            self._finished(record, prompt)
+
+    def _finished(self, record: RequestRecord, prompt: Prompt) -> None:
+        """Hand a finished record on, or forget it if it was withdrawn (never due: as if it had
+        never been scheduled)."""
+        if record.index in self._withdrawn:
+            self._withdrawn.discard(record.index)
+            self.scheduled -= 1
+        else:
+            self._on_record(record, prompt)
