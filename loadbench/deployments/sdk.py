@@ -150,9 +150,7 @@ class _SdkSender:
                     raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
         except RequestFailed:
             raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # cancellation is a BaseException and passes untouched
             failed = translate_sdk(
                 exc,
                 responded=responded,
