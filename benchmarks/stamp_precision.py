@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-VARIANTS = ("push/isolated", "pull/isolated", "push/shared", "pull/shared")
+VARIANTS = ("lean/isolated", "push/isolated", "pull/isolated", "lean/shared", "push/shared", "pull/shared")
 SCENARIOS = ("poisson75", "closed100")
 METRICS = ("request_transit_ms", "first_token_delivery_ms", "end_delivery_ms", "ttft_diff_ms", "e2e_diff_ms")
 

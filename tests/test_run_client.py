@@ -10,7 +10,7 @@ import pytest
 from loadbench import Decode, Experiment, Fixed, Remote, SimConfig, Stop
 
 
-@pytest.mark.parametrize(("client", "stamping"), [("http", "socket"), ("sdk", "reader")])
+@pytest.mark.parametrize(("client", "stamping"), [("http", "kernel"), ("sdk", "reader")])
 def test_run_json_records_the_stamping_path(tmp_path: Path, client: str, stamping: str) -> None:
     if client == "sdk":
         pytest.importorskip("openai")

@@ -13,9 +13,12 @@ from typing import Literal, Protocol
 from loadbench.contract.prompt import Prompt
 from loadbench.contract.record import RequestRecord
 
-# Where a sender stamps arrivals: "socket" when the bytes come off the socket, "reader" when the
-# client's reader (a coroutine, an SDK) hands them over, which can be later under load.
-Stamping = Literal["socket", "reader"]
+# Where a sender stamps arrivals, best first: "kernel" when the kernel stamped the bytes as they
+# reached the host (a busy event loop does not delay the stamp), "socket" when the event loop
+# delivered them off the socket, "reader" when the client's reader (a coroutine, an SDK) handed
+# them over, which can be later under load.
+Stamping = Literal["kernel", "socket", "reader"]
+STAMPING_ORDER: tuple[Stamping, ...] = ("kernel", "socket", "reader")
 
 
 class Sender(Protocol):

@@ -308,6 +308,10 @@ def status_failure(status: int, body: bytes, headers: Mapping[str, str], secret:
     if error_type(body) == "overloaded_error":
         category = ErrorCategory.OVERLOADED
     message = redact(error_message(body), secret)
+    location = headers.get("Location") if 300 <= status < 400 else None
+    if location:
+        # Redirects are not followed (a load test must measure the server it was pointed at).
+        message = f"redirected to {redact(location, secret)}; point the base URL there"
     detail = f"HTTP {status}: {message}" if message else f"HTTP {status}"
     return RequestFailed(
         category,

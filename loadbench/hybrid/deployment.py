@@ -28,7 +28,7 @@ import numpy as np
 from loadbench.contract.errors import ConfigError, RequestFailed
 from loadbench.contract.prompt import Prompt
 from loadbench.contract.record import RequestRecord
-from loadbench.contract.sender import Sender, Stamping
+from loadbench.contract.sender import STAMPING_ORDER, Sender, Stamping
 from loadbench.deployments.base import ClientSettings, Deployment, Dialect
 from loadbench.hybrid.calls import ProtocolFailed, RequestRun, Side
 from loadbench.hybrid.prices import PriceTable, RemoteEnergy
@@ -187,8 +187,9 @@ class HybridSender:
 
     @property
     def stamping(self) -> Stamping:
+        # The weaker of the two sides' (``STAMPING_ORDER`` runs best first).
         both = (self.local.sender.stamping, self.remote.sender.stamping)
-        return "socket" if both == ("socket", "socket") else "reader"
+        return max(both, key=STAMPING_ORDER.index)
 
     async def send(self, prompt: Prompt, record: RequestRecord) -> None:
         task, context = task_and_context(prompt)

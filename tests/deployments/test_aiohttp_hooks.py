@@ -10,6 +10,7 @@ import aiohttp
 from loadbench.contract.prompt import Prompt
 from loadbench.contract.record import RequestRecord
 from loadbench.deployments import ClientSettings, Remote
+from loadbench.deployments import transport as transport_mod
 from loadbench.deployments._aiohttp_hooks import missing_hooks, stamping, stamping_connector
 from loadbench.deployments.transport import HttpTransport
 
@@ -31,8 +32,9 @@ def test_stamping_is_read_from_the_connector_not_assumed():
     assert asyncio.run(main()) == ("reader", "socket")
 
 
-def test_socket_stamping_is_active_on_the_installed_aiohttp(sim):
-    """Fails when a request's arrivals were not stamped at the socket."""
+def test_socket_stamping_is_active_on_the_installed_aiohttp(sim, monkeypatch):
+    """Fails when a request's arrivals were not stamped at the socket on the aiohttp path."""
+    monkeypatch.setattr(transport_mod, "DEFAULT_READ_PATH", "push")
 
     async def main():
         dep = Remote.compatible(sim.base_url, "sim-model")
@@ -49,9 +51,18 @@ def test_socket_stamping_is_active_on_the_installed_aiohttp(sim):
 
 def test_a_response_on_an_unhooked_connection_turns_the_transport_to_reader_stamps():
     async def main():
-        async with HttpTransport(ClientSettings(pool_size=1)) as transport:
+        async with HttpTransport(ClientSettings(pool_size=1), read_path="push") as transport:
             before = transport.stamping
             transport.saw(object())  # a protocol aiohttp built without the hooks
             return before, transport.stamping
 
     assert asyncio.run(main()) == ("socket", "reader")
+
+
+def test_on_the_lean_path_a_preflight_through_aiohttp_says_nothing_of_the_stamps():
+    async def main():
+        async with HttpTransport(ClientSettings(pool_size=1), read_path="lean") as transport:
+            transport.saw(object())
+            return transport.stamping
+
+    assert asyncio.run(main()) == "socket"

@@ -1,5 +1,6 @@
-"""The two body read paths of the aiohttp client (push: parsed inside ``data_received``; pull: a
-``readany`` loop) give the same records and the same failures, for every dialect."""
+"""The three client paths (lean: loadbench's own HTTP/1.1 connections; through aiohttp, push:
+parsed inside ``data_received``, and pull: a ``readany`` loop) give the same records and the same
+failures, for every dialect."""
 
 import asyncio
 
@@ -17,7 +18,7 @@ from .conftest import run, send_all
 from .servers import serve
 from .test_http_sender import models_route, record
 
-PATHS = ("push", "pull")
+PATHS = ("lean", "push", "pull")
 PROMPTS = [
     Prompt.user("hello there", max_output_tokens=12, ignore_eos=True),
     Prompt.user("a somewhat longer question about the sky and the sea", max_output_tokens=40, ignore_eos=True),
@@ -63,7 +64,7 @@ def test_push_and_pull_give_the_same_records(sim, monkeypatch, dialect, reasonin
         out = run(send_all(dep, sim.base_url, settings, PROMPTS, prefix=f"{dialect}-{reasoning}-{path}",
                            concurrent=True))
         rows[path] = facts(out)
-    assert rows["push"] == rows["pull"]
+    assert rows["lean"] == rows["push"] == rows["pull"]
     # Token-bearing chunks were seen: the comparison is not between two empty runs.
     assert rows["push"][0][0] >= 12
 
@@ -89,7 +90,7 @@ def test_one_connection_serves_many_requests_in_turn(sim, read_path):
         ("stall", ErrorCategory.TOTAL_TIMEOUT),
     ],
 )
-def test_mid_stream_faults_on_both_paths(read_path, kind, category):
+def test_mid_stream_faults_on_every_path(read_path, kind, category):
     plan = FaultPlan(rates={kind: 1.0}, after_tokens=3, stall_s=3.0)
     timeouts = Timeouts(first_token_s=1.0, total_s=1.5)
     settings = ClientSettings(pool_size=2, simulated=True, timeouts=timeouts)
