@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import struct
@@ -46,6 +47,8 @@ MAX_FRAMING_LINE_BYTES = 4 << 10
 KEEPALIVE_IDLE_S = 60.0
 
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+# A header name is a token (RFC 9110 5.6.2).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class StaleConnection(Exception):
@@ -90,7 +93,7 @@ def header_block(headers: Mapping[str, str]) -> bytes:
     or a name that is not a token) raises ``ValueError`` naming the header, never its value."""
     lines = []
     for name, value in headers.items():
-        if not name or any(c in name for c in " \t\r\n:") or not name.isascii():
+        if not _TOKEN.fullmatch(name):
             raise ValueError(f"invalid HTTP header name {name!r}")
         if "\r" in value or "\n" in value:
             raise ValueError(f"the value of HTTP header {name!r} holds a line break")
@@ -318,6 +321,11 @@ class Connection:
                 data = self._head(data, rx_ns)
                 if not data:
                     return
+                if self._response is None:
+                    # Bytes past an answer that ended with its head (no body): not pipelined by us,
+                    # so the connection cannot be trusted with another request.
+                    self.reusable = False
+                    return
             self._body(data, rx_ns)
         except RequestFailed as exc:
             self.fail(exc)
@@ -332,6 +340,8 @@ class Connection:
                     raise RequestFailed(ErrorCategory.MALFORMED, "invalid HTTP response: a head of over 64 KiB")
                 self._buffer = buffer
                 return b""
+            if end > MAX_HEAD_BYTES:
+                raise RequestFailed(ErrorCategory.MALFORMED, "invalid HTTP response: a head of over 64 KiB")
             self._buffer = b""
             data = buffer[end + 4 :]
             status, version, fields = _parse_head(buffer[:end])
@@ -694,6 +704,16 @@ class Pool:
         self.kernel_stamps = kernel_stamps_available() if kernel_stamps is None else kernel_stamps
         # Set once a read on a SocketConnection came without its kernel stamp.
         self.unstamped = False
+        # Linux turns receive stamping on lazily, some time after the first socket asks for it,
+        # and off when the last one closes; packets in between arrive unstamped. A socket that
+        # holds the option for the pool's life keeps it on across connections that come and go
+        # (llama.cpp's server closes one after every streamed answer).
+        self._stamp_keeper: socket.socket | None = None
+        if self.kernel_stamps:
+            with contextlib.suppress(OSError):
+                keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self._stamp_keeper = keeper
         self.connect_timeout_s = connect_timeout_s
         self._idle: dict[tuple[str, int, bool], list[Connection]] = {}
         self._open = 0
@@ -720,6 +740,11 @@ class Pool:
             self._waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                # Woken and cancelled before it ran: hand the wake-up on, or it is lost.
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()
+                raise
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -780,6 +805,8 @@ class Pool:
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setblocking(False)
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 await loop.sock_connect(sock, address)
             except BaseException as exc:
                 sock.close()
@@ -790,8 +817,6 @@ class Pool:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _keepalive(sock)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             return SocketConnection(loop, sock, self)
         assert failure is not None
         raise failure
@@ -821,6 +846,9 @@ class Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._stamp_keeper is not None:
+            self._stamp_keeper.close()
+            self._stamp_keeper = None
         for connection in list(self._all):
             connection.close()
         self._all.clear()

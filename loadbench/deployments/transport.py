@@ -1,12 +1,15 @@
-"""The lean aiohttp client path every dialect shares: one session per run, one sender per dialect.
+"""The HTTP client path every dialect shares: one transport per run, one sender per dialect.
 
-One ``HttpTransport`` per run owns one ``aiohttp.ClientSession`` whose connection pool is sized to
-the run's concurrency (never aiohttp's default of 100 per host, which would silently cap a run).
+One ``HttpTransport`` per run owns the lean HTTP/1.1 connection pool (``http1``) that streamed
+requests use, and one ``aiohttp.ClientSession`` for preflight requests (and for streamed ones on
+the ``push``/``pull`` read paths); both pools are sized to the run's concurrency (never a library
+default such as aiohttp's 100 per host, which would silently cap a run).
 ``HttpSender`` sends one prompt through a dialect module (``loadbench.deployments.wire.*``): the
 dialect builds the body and parses each decoded event into the record; the sender frames the byte
 stream (``framing``), enforces the per-request deadlines, retries a request that met a stale
 pooled connection, and hands every foreign exception to ``failures.translate``. Arrival stamps come
-from the hooks in ``_aiohttp_hooks``; ``HttpTransport.stamping`` says whether they are in place.
+from the kernel (``http1.SocketConnection``), or on the aiohttp paths from the hooks in
+``_aiohttp_hooks``; ``HttpSender.stamping`` says which.
 
 Hot path: one ``perf_counter_ns()`` per network read, shared by every event in that read (they
 arrived together); no I/O, no logging, no per-chunk configuration lookups.
@@ -374,9 +377,10 @@ class HttpSender:
                     except http1.StaleConnection:
                         # Closed by the server while idle, unannounced: not served, so sent again
                         # on another connection (``_stale_retry_post`` says why).
+                        if connection.served:
+                            self._close_connections = True
                         pool.release(connection)
                         connection = None
-                        self._close_connections = True
                         if attempt == _STALE_RETRIES:
                             detail = "server disconnected before responding"
                             raise RequestFailed(ErrorCategory.CONNECT, detail) from None
