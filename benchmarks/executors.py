@@ -66,7 +66,7 @@ def run(label: str, duration_s: float, users: int, out_dir: Path, **fields) -> N
     rate = summary["throughput"]["requests_per_s"]
     note = "" if "ray" not in label else " (actors' CPU not counted)"
     print(f"{label:<16}{rate:>10.1f}{cpu / max(completed, 1) * 1000:>14.2f}{len(rows):>9}"
-          f"{str(per_worker or '-'):>18}{str(exact):>8}{wall:>8.1f}{note}", flush=True)
+          f"{per_worker or '-'!s:>18}{exact!s:>8}{wall:>8.1f}{note}", flush=True)
     print(f"{'':<16}run directory: {result.path}", flush=True)
 
 
@@ -99,7 +99,8 @@ def main() -> None:
             sys.path.remove(str(ROOT))
         with LocalRayCluster(str(ROOT)) as address:
             try:
-                run("ray two nodes", ns.duration, ns.users, out / "ray", executor=Ray(address, workers=max(counts or [2])))
+                executor = Ray(address, workers=max(counts or [2]))
+                run("ray two nodes", ns.duration, ns.users, out / "ray", executor=executor)
             finally:
                 if ray.is_initialized():
                     ray.shutdown()
