@@ -575,7 +575,7 @@ class SocketConnection(Connection):
 
     def _readable(self) -> None:
         try:
-            data, ancillary, _flags, _addr = self._sock.recvmsg(READ_BYTES, _ANCILLARY_BYTES)
+            size, ancillary, _flags, _addr = self._sock.recvmsg_into(self._pool.read_buffer, _ANCILLARY_BYTES)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -585,10 +585,11 @@ class SocketConnection(Connection):
         # perf_counter_ns.
         rx_ns = perf_counter_ns()
         real_ns = time_ns()
-        if not data:
+        if not size:
             self._eof()
             self._close()
             return
+        data = self._pool.read_view[:size].tobytes()
         for level, kind, cdata in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(cdata)
@@ -704,6 +705,12 @@ class Pool:
         self.kernel_stamps = kernel_stamps_available() if kernel_stamps is None else kernel_stamps
         # Set once a read on a SocketConnection came without its kernel stamp.
         self.unstamped = False
+        # Every SocketConnection reads into this one buffer and copies out what it got: a fresh
+        # buffer of READ_BYTES per read (what recvmsg allocates) is above the allocator's mmap
+        # threshold, which made each read an mmap and munmap (measured: 13 us of system time per
+        # read, against 3.5 us). One event loop thread reads, so one buffer serves all.
+        self.read_buffer = (bytearray(READ_BYTES),)
+        self.read_view = memoryview(self.read_buffer[0])
         # Linux turns receive stamping on lazily, some time after the first socket asks for it,
         # and off when the last one closes; packets in between arrive unstamped. A socket that
         # holds the option for the pool's life keeps it on across connections that come and go
