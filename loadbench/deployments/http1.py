@@ -547,7 +547,7 @@ _ANCILLARY_BYTES = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SP
 
 def kernel_stamps_available() -> bool:
     """Whether plain-TCP connections can take the kernel's receive timestamps (Linux)."""
-    return sys.platform.startswith("linux") and hasattr(socket.socket, "recvmsg")
+    return sys.platform.startswith("linux") and hasattr(socket.socket, "recvmsg_into")
 
 
 class SocketConnection(Connection):
