@@ -173,10 +173,15 @@ class Response:
         if self.error is not None:
             return
         self.last_ns = rx_ns
-        if self.sink is None:
+        sink = self.sink
+        if sink is None:
             self._held.append((data, rx_ns))
-        else:
-            self._deliver(data, rx_ns)
+            return
+        try:
+            sink(data, rx_ns)
+        except Exception as exc:
+            self.error = exc
+            self._connection.abandon(self, exc)
 
     def _deliver(self, data: bytes, rx_ns: int) -> None:
         try:
@@ -392,6 +397,22 @@ class Connection:
                 if not self._left:
                     self._state = _DATA_END
             elif state == _SIZE:
+                if not self._buffer:
+                    # The common case, a whole chunk (size line, data, CRLF) within this read:
+                    # taken in one step. Anything else goes through the general path below.
+                    eol = data.find(b"\r\n", pos, pos + 18)
+                    if eol > pos:
+                        digits = data[pos:eol]
+                        start = eol + 2
+                        if not digits.strip(_HEX_DIGITS):
+                            size = int(digits, 16)
+                            end = start + size
+                            if size and data[end : end + 2] == b"\r\n":
+                                response.piece(data[start:end], rx_ns)
+                                if self._response is not response:
+                                    return
+                                pos = end + 2
+                                continue
                 line, pos = self._line(data, pos)
                 if line is None:
                     return
