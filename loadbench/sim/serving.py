@@ -248,17 +248,21 @@ class Simulator:
                         strike_at = -1
                         if not await self._strike(ex, resp, enc, mid):
                             return resp, "struck"
+                    # Stamped as the token is handed to the socket: the write itself delivers it
+                    # over loopback, so a client stamping its arrival in the kernel sees it during
+                    # this call, never before this stamp.
+                    written_ns = clock()
                     await write(chunk)
                     ex.tokens_sent += 1
                     if not ex.first_token_ns:
-                        ex.first_token_ns = clock()
+                        ex.first_token_ns = written_ns
             if seq.cancelled:
                 return resp, "client_gone"
             if strike_at >= 0 and not await self._strike(ex, resp, enc, mid):
                 return resp, "struck"
             await write(enc.final())
+            ex.last_ns = clock()  # as the end of the body is handed to the socket (see above)
             await resp.write_eof()
-            ex.last_ns = clock()
             return resp, "ok"
         except ConnectionError:
             return resp, "client_gone"
