@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import deque
 from time import perf_counter_ns
 from typing import Any
 
@@ -39,50 +38,7 @@ from aiohttp.payload import BytesPayload
 from loadbench.contract.record import RequestRecord
 from loadbench.contract.sender import Stamping
 from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, StreamParser
-
-
-class Arrivals:
-    """Stamp now, parse soon: the bytes every connection received in one poll of the event loop.
-
-    When the loop polls, it calls each readable connection's ``data_received`` in turn; had each
-    call parsed its bytes before the next was stamped, the hundredth stream's stamp would wait
-    behind ninety-nine parses (a few milliseconds when a hundred streams write at once). Each call
-    instead stamps and queues its bytes; the queue is parsed, in arrival order, by one callback
-    right after the poll, so every stamp is within a few microseconds of its bytes' arrival. The
-    end of a connection (``eof_received``, ``connection_lost``) and aiohttp's own re-feeds of bytes
-    it held back parse the queue first, so nothing is reordered.
-    """
-
-    __slots__ = ("_items", "_loop", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._items: deque[tuple[StampingHandler, bytes, int]] = deque()
-        self._scheduled = False
-
-    def push(self, handler: StampingHandler, data: bytes, now_ns: int) -> None:
-        self._items.append((handler, data, now_ns))
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        items = self._items
-        while items:
-            handler, data, now_ns = items.popleft()
-            handler.rx_ns = now_ns
-            handler._direct = True
-            try:
-                ResponseHandler.data_received(handler, data)
-            except Exception as exc:  # as the transport would: report it and drop the connection
-                self._loop.call_exception_handler(
-                    {"message": "response protocol failed on received data", "exception": exc, "protocol": handler}
-                )
-                if handler.transport is not None:
-                    handler.transport.close()
-            finally:
-                handler._direct = False
+from loadbench.deployments.http1 import Arrivals
 
 
 class StampingHandler(ResponseHandler):
@@ -103,7 +59,24 @@ class StampingHandler(ResponseHandler):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, arrivals: Arrivals | None = None) -> None:
         super().__init__(loop=loop)
+        self._event_loop = loop
         self._arrivals = arrivals
+
+    def feed(self, data: bytes, rx_ns: int) -> None:
+        """Parse ``data``, stamped ``rx_ns`` (``Arrivals`` calls this right after the poll). A
+        failure is reported as the transport would report it, and the connection dropped."""
+        self.rx_ns = rx_ns
+        self._direct = True
+        try:
+            ResponseHandler.data_received(self, data)
+        except Exception as exc:
+            self._event_loop.call_exception_handler(
+                {"message": "response protocol failed on received data", "exception": exc, "protocol": self}
+            )
+            if self.transport is not None:
+                self.transport.close()
+        finally:
+            self._direct = False
 
     def data_received(self, data: bytes) -> None:
         if not data:

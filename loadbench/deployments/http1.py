@@ -218,18 +218,19 @@ class Arrivals:
     When the loop polls, it calls each readable connection's ``data_received`` in turn; had each
     call parsed its bytes before the next was stamped, the hundredth stream's stamp would wait
     behind ninety-nine parses. Each call instead stamps and queues its bytes, and one callback
-    right after the poll parses the queue in arrival order. The end of a connection parses the
-    queue first, so nothing is reordered.
+    right after the poll parses the queue in arrival order, calling each connection's
+    ``feed(data, rx_ns)``, which must not raise. The end of a connection parses the queue first,
+    so nothing is reordered. Used by ``StreamConnection`` and by the aiohttp paths' protocol.
     """
 
     __slots__ = ("_items", "_loop", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._items: deque[tuple[Connection, bytes, int]] = deque()
+        self._items: deque[tuple[Any, bytes, int]] = deque()
         self._scheduled = False
 
-    def push(self, connection: Connection, data: bytes, rx_ns: int) -> None:
+    def push(self, connection: Any, data: bytes, rx_ns: int) -> None:
         self._items.append((connection, data, rx_ns))
         if not self._scheduled:
             self._scheduled = True
@@ -332,7 +333,7 @@ class Connection:
                     self.reusable = False
                     return
             self._body(data, rx_ns)
-        except RequestFailed as exc:
+        except Exception as exc:  # RequestFailed for a broken answer; anything else is a bug here
             self.fail(exc)
 
     def _head(self, data: bytes, rx_ns: int) -> bytes:

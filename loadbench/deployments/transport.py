@@ -281,57 +281,13 @@ class HttpSender:
         await self._send(prompt, record, gate)
 
     async def _send(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
-        if self._lean:
-            await self._send_lean(prompt, record, gate)
-            return
-        body = self.wire.encode(prompt)
-        headers = dict(self._headers)
-        headers[REQUEST_ID_HEADER] = record.request_id
-        parser = self.wire.parser(record)
-        sse = self.wire.framing == "sse"
-        decoder: SseDecoder | NdjsonDecoder = SseDecoder() if sse else NdjsonDecoder()
-
-        first_at, total_at = deadlines(record, self._timeouts)
-        responded = False
+        """One request on either path; every failure leaves as one ``RequestFailed``, scrubbed of
+        the secret."""
         try:
-            async with asyncio.timeout_at(first_at) as deadline:
-                payload = SentStampPayload(body, record) if gate is None else GatedPayload(body, record, gate)
-                async with await self._post(payload, headers) as resp:
-                    protocol = resp.connection.protocol if resp.connection is not None else None
-                    stamped = isinstance(protocol, StampingHandler)
-                    if not stamped:
-                        self.transport.saw(response_protocol(resp))
-                    # The newest arrival on the connection: the headers' bytes, or bytes that came
-                    # with or after them (the body's first stamps are never earlier).
-                    record.headers_ns = protocol.rx_ns if stamped else perf_counter_ns()
-                    record.http_status = resp.status
-                    record.content_type = resp.content_type
-                    if resp.status >= 300:
-                        raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
-                        record.end_ns = perf_counter_ns()
-                        raise status_failure(resp.status, raw, resp.headers, self.secret)
-                    responded = True
-                    if not stream_content_type(resp.content_type, self.wire.framing):
-                        raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
-                        record.end_ns = perf_counter_ns()
-                        raise wrong_content_type(resp.status, resp.content_type, self.wire.framing, raw, self.secret)
-                    content = resp.content
-                    if stamped and self._push:
-                        last_ns = await _push_body(protocol, content, decoder, parser, record, deadline, total_at)
-                    else:
-                        last_ns = await _pull_body(protocol, content, decoder, parser, record, deadline, total_at)
-                    record.end_ns = last_ns or perf_counter_ns()
-                    events, tail = decoder.close()
-                    for event, data in events:
-                        parser.feed(event, data, record.end_ns)
-                    if tail and not parser.done:
-                        try:
-                            parser.feed("", tail, record.end_ns)
-                        except RequestFailed as exc:
-                            if exc.category is not ErrorCategory.MALFORMED:
-                                raise
-                    if not parser.done:
-                        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+            if self._lean:
+                await self._exchange_lean(prompt, record, gate)
+            else:
+                await self._exchange_aiohttp(prompt, record, gate)
         except RequestFailed as exc:
             if self.secret and exc.detail and self.secret in exc.detail:
                 raise RequestFailed(
@@ -344,12 +300,50 @@ class HttpSender:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # Headers with a 2xx status had arrived: a drop after that is a mid-stream reset.
+            responded = record.http_status is not None and record.http_status < 300
             raise translate(exc, responded=responded, first_token=bool(record.first_token_ns)) from exc
 
+    async def _exchange_aiohttp(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
+        body = self.wire.encode(prompt)
+        headers = dict(self._headers)
+        headers[REQUEST_ID_HEADER] = record.request_id
+        parser = self.wire.parser(record)
+        sse = self.wire.framing == "sse"
+        decoder: SseDecoder | NdjsonDecoder = SseDecoder() if sse else NdjsonDecoder()
 
-    async def _send_lean(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
-        """``_send`` over ``http1``: the request built and its connection taken before the gate,
-        then one write; the body parsed as it arrives (``_LeanBody``)."""
+        first_at, total_at = deadlines(record, self._timeouts)
+        async with asyncio.timeout_at(first_at) as deadline:
+            payload = SentStampPayload(body, record) if gate is None else GatedPayload(body, record, gate)
+            async with await self._post(payload, headers) as resp:
+                protocol = resp.connection.protocol if resp.connection is not None else None
+                stamped = isinstance(protocol, StampingHandler)
+                if not stamped:
+                    self.transport.saw(response_protocol(resp))
+                # The newest arrival on the connection: the headers' bytes, or bytes that came
+                # with or after them (the body's first stamps are never earlier).
+                record.headers_ns = protocol.rx_ns if stamped else perf_counter_ns()
+                record.http_status = resp.status
+                record.content_type = resp.content_type
+                if resp.status >= 300:
+                    raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
+                    record.end_ns = perf_counter_ns()
+                    raise status_failure(resp.status, raw, resp.headers, self.secret)
+                if not stream_content_type(resp.content_type, self.wire.framing):
+                    raw = await read_limited(resp.content, ERROR_BODY_LIMIT_BYTES)
+                    record.end_ns = perf_counter_ns()
+                    raise wrong_content_type(resp.status, resp.content_type, self.wire.framing, raw, self.secret)
+                content = resp.content
+                if stamped and self._push:
+                    last_ns = await _push_body(protocol, content, decoder, parser, record, deadline, total_at)
+                else:
+                    last_ns = await _pull_body(protocol, content, decoder, parser, record, deadline, total_at)
+                record.end_ns = last_ns or perf_counter_ns()
+                _end_of_stream(decoder, parser, record.end_ns)
+
+    async def _exchange_lean(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
+        """One request over ``http1``: built and its connection taken before the gate, then one
+        write; the body parsed as it arrives (``_LeanBody``)."""
         origin = self._origin
         if origin is None:
             raise RequestFailed(ErrorCategory.CLIENT, f"cannot send to {self._url}: {self._head.decode()}")
@@ -359,7 +353,6 @@ class HttpSender:
         request = b"".join((self._head, close, tail.encode("latin-1"), body))
         pool = self.transport.pool
         first_at, total_at = deadlines(record, self._timeouts)
-        responded = False
         connection: http1.Connection | None = None
         try:
             async with asyncio.timeout_at(first_at) as deadline:
@@ -392,47 +385,39 @@ class HttpSender:
                     raw = await response.read(ERROR_BODY_LIMIT_BYTES)
                     record.end_ns = perf_counter_ns()
                     raise status_failure(status, raw, response.headers, self.secret)
-                responded = True
                 if not stream_content_type(response.content_type, self.wire.framing):
                     raw = await response.read(ERROR_BODY_LIMIT_BYTES)
                     record.end_ns = perf_counter_ns()
                     raise wrong_content_type(status, response.content_type, self.wire.framing, raw, self.secret)
                 decoder: SseDecoder | NdjsonDecoder = SseDecoder() if self.wire.framing == "sse" else NdjsonDecoder()
                 parser = self.wire.parser(record)
-                reader = _LeanBody(decoder, parser, record, deadline, total_at)
-                response.attach(reader.feed)
+                response.attach(_LeanBody(decoder, parser, record, deadline, total_at).feed)
                 await response.done
                 if response.error is not None:
                     raise response.error
                 record.end_ns = response.last_ns or perf_counter_ns()
-                events, tail_bytes = decoder.close()
-                for event, data in events:
-                    parser.feed(event, data, record.end_ns)
-                if tail_bytes and not parser.done:
-                    try:
-                        parser.feed("", tail_bytes, record.end_ns)
-                    except RequestFailed as exc:
-                        if exc.category is not ErrorCategory.MALFORMED:
-                            raise
-                if not parser.done:
-                    raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
-        except RequestFailed as exc:
-            if self.secret and exc.detail and self.secret in exc.detail:
-                raise RequestFailed(
-                    exc.category,
-                    redact(exc.detail, self.secret),
-                    http_status=exc.http_status,
-                    retry_after_s=exc.retry_after_s,
-                ) from exc.__cause__
-            raise
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raise translate(exc, responded=responded, first_token=bool(record.first_token_ns)) from exc
+                _end_of_stream(decoder, parser, record.end_ns)
         finally:
             if connection is not None:
                 # Reused only if its answer was read to the end (``Connection.reusable``).
                 pool.release(connection)
+
+
+def _end_of_stream(decoder: SseDecoder | NdjsonDecoder, parser: StreamParser, end_ns: int) -> None:
+    """Parse what the end of the body completes; raise ``TRUNCATED`` if the stream never sent its
+    final record. An unterminated last line is tried as an event; if it does not parse, the
+    truncation (not the fragment) is what failed."""
+    events, tail = decoder.close()
+    for event, data in events:
+        parser.feed(event, data, end_ns)
+    if tail and not parser.done:
+        try:
+            parser.feed("", tail, end_ns)
+        except RequestFailed as exc:
+            if exc.category is not ErrorCategory.MALFORMED:
+                raise
+    if not parser.done:
+        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
 
 
 class _LeanBody:
