@@ -558,9 +558,10 @@ class StreamConnection(Connection, asyncio.Protocol):
             self.transport.close()
 
 
-# Linux's SO_TIMESTAMPNS (the same number on every architecture loadbench runs on; Python does
-# not export it): the kernel stamps each received packet, and recvmsg hands the newest stamp of
-# the bytes it returns, as a struct timespec of CLOCK_REALTIME.
+# Linux's SO_TIMESTAMPNS (Python does not export it; 35 on x86, ARM, RISC-V and POWER, and where
+# an architecture numbers it otherwise no control message matches and reads keep their own time):
+# the kernel stamps each received packet, and recvmsg hands the newest stamp of the bytes it
+# returns, as a struct timespec of CLOCK_REALTIME.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 READ_BYTES = 256 << 10
@@ -575,7 +576,7 @@ def kernel_stamps_available() -> bool:
 class SocketConnection(Connection):
     """A plain-TCP connection read by the loop's reader callback, stamped by the kernel.
 
-    Each read is ``recvmsg`` with the socket's ``SO_TIMESTAMPNS`` control message: when the
+    Each read is ``recvmsg_into`` with the socket's ``SO_TIMESTAMPNS`` control message: when the
     newest of the returned bytes reached the host, however long the loop took to get to them. The
     stamp is moved from the real-time clock to ``perf_counter_ns`` by the clocks' offset read at
     that moment, and is never earlier than the request's write (a clock step cannot put a token

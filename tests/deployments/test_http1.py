@@ -19,7 +19,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from time import perf_counter_ns
 
 import pytest
@@ -232,6 +232,17 @@ def new_pool(kernel: bool, limit: int = 2) -> Pool:
     return Pool(limit=limit, connect_timeout_s=2.0, kernel_stamps=kernel)
 
 
+@contextlib.asynccontextmanager
+async def opened_pool(kernel: bool, limit: int = 2) -> AsyncIterator[Pool]:
+    """``new_pool``, closed on the way out however the test ends: a failed assertion must not leave
+    sockets open for the next test's loop to find."""
+    pool = new_pool(kernel, limit)
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
 async def failure_of(conn: Connection) -> BaseException:
     """What a request on ``conn`` fails with, on its head or its body."""
     resp = conn.request(REQUEST)
@@ -265,29 +276,25 @@ def test_chunked_body_split_at_every_byte_is_exact_and_keeps_the_connection(kern
     second = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
 
     async def main() -> None:
-        async with RawServer(answering(CHUNKED, second, bytewise=True)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                assert isinstance(conn, SocketConnection if kernel else StreamConnection)
-                resp, body = await exchange(conn)
-                assert resp.status == 200
-                assert body.data == CHUNKED_PAYLOAD
-                # Written a byte at a time: the body came in many reads, not one.
-                assert len(body.pieces) > 5
-                assert "x-trailer" not in resp.headers  # trailers are read past, not merged
-                assert conn.reusable and not conn.closed
-                pool.release(conn)
+        async with RawServer(answering(CHUNKED, second, bytewise=True)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            assert isinstance(conn, SocketConnection if kernel else StreamConnection)
+            resp, body = await exchange(conn)
+            assert resp.status == 200
+            assert body.data == CHUNKED_PAYLOAD
+            # Written a byte at a time: the body came in many reads, not one.
+            assert len(body.pieces) > 5
+            assert "x-trailer" not in resp.headers  # trailers are read past, not merged
+            assert conn.reusable and not conn.closed
+            pool.release(conn)
 
-                again = await pool.acquire(Origin(server.url))
-                assert again is conn
-                resp, body = await exchange(again)
-                assert (resp.status, body.data) == (200, b"abc")
-                assert again.reusable and again.served == 2
-                pool.release(again)
-                assert server.connections == 1 and len(server.requests) == 2
-            finally:
-                await pool.aclose()
+            again = await pool.acquire(Origin(server.url))
+            assert again is conn
+            resp, body = await exchange(again)
+            assert (resp.status, body.data) == (200, b"abc")
+            assert again.reusable and again.served == 2
+            pool.release(again)
+            assert server.connections == 1 and len(server.requests) == 2
 
     run(main)
 
@@ -295,15 +302,11 @@ def test_chunked_body_split_at_every_byte_is_exact_and_keeps_the_connection(kern
 @pytest.mark.parametrize("kernel", BACKENDS)
 def test_chunked_body_in_one_write_is_exact(kernel: bool) -> None:
     async def main() -> None:
-        async with RawServer(answering(CHUNKED)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                _, body = await exchange(conn)
-                assert body.data == CHUNKED_PAYLOAD
-                assert conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(CHUNKED)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            _, body = await exchange(conn)
+            assert body.data == CHUNKED_PAYLOAD
+            assert conn.reusable
 
     run(main)
 
@@ -314,16 +317,12 @@ def test_content_length_body_split_across_reads_is_exact(kernel: bool) -> None:
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n" + payload
 
     async def main() -> None:
-        async with RawServer(answering(answer, bytewise=True)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, body = await exchange(conn)
-                assert resp.headers["content-length"] == "30"
-                assert body.data == payload and len(body.pieces) > 1
-                assert conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, bytewise=True)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, body = await exchange(conn)
+            assert resp.headers["content-length"] == "30"
+            assert body.data == payload and len(body.pieces) > 1
+            assert conn.reusable
 
     run(main)
 
@@ -339,22 +338,18 @@ def test_content_length_body_split_across_reads_is_exact(kernel: bool) -> None:
 )
 def test_empty_bodies_finish_with_the_head_and_keep_the_connection(kernel: bool, answer: bytes) -> None:
     async def main() -> None:
-        async with RawServer(answering(answer, answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                for _ in range(2):
-                    resp = conn.request(REQUEST)
-                    await resp.head
-                    # Done with the head, before any sink is attached.
-                    assert resp.done.done() and resp.done.exception() is None
-                    body = Body()
-                    resp.attach(body)
-                    assert body.pieces == [] and resp.last_ns == 0
-                    assert conn.reusable
-                assert server.connections == 1
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            for _ in range(2):
+                resp = conn.request(REQUEST)
+                await resp.head
+                # Done with the head, before any sink is attached.
+                assert resp.done.done() and resp.done.exception() is None
+                body = Body()
+                resp.attach(body)
+                assert body.pieces == [] and resp.last_ns == 0
+                assert conn.reusable
+            assert server.connections == 1
 
     run(main)
 
@@ -364,19 +359,15 @@ def test_body_framed_by_close_is_read_to_eof_and_not_reused(kernel: bool) -> Non
     pieces = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n", b"first ", b"second ", b"third")
 
     async def main() -> None:
-        async with RawServer(answering(pieces, then="close")) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, body = await exchange(conn)
-                assert resp.status == 200
-                assert body.data == b"first second third"
-                assert not conn.reusable
-                await until(lambda: conn.closed, "the connection closed")
-                pool.release(conn)
-                assert server.connections == 1
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(pieces, then="close")) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, body = await exchange(conn)
+            assert resp.status == 200
+            assert body.data == b"first second third"
+            assert not conn.reusable
+            await until(lambda: conn.closed, "the connection closed")
+            pool.release(conn)
+            assert server.connections == 1
 
     run(main)
 
@@ -391,15 +382,11 @@ def test_body_framed_by_close_is_read_to_eof_and_not_reused(kernel: bool) -> Non
 )
 def test_bytes_past_the_end_of_an_answer_make_it_not_reusable(kernel: bool, answer: bytes) -> None:
     async def main() -> None:
-        async with RawServer(answering(answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, body = await exchange(conn)
-                assert (resp.status, body.data) == (200, b"ok")
-                assert not conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, body = await exchange(conn)
+            assert (resp.status, body.data) == (200, b"ok")
+            assert not conn.reusable
 
     run(main)
 
@@ -411,17 +398,13 @@ def test_bytes_past_an_empty_answer_in_the_same_read_make_it_not_reusable(kernel
     async def main() -> None:
         loop_errors: list[dict] = []
         asyncio.get_running_loop().set_exception_handler(lambda _loop, context: loop_errors.append(context))
-        async with RawServer(answering(answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, _ = await exchange(conn)
-                await asyncio.sleep(0.01)
-                assert resp.status == 204
-                assert loop_errors == []
-                assert not conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, _ = await exchange(conn)
+            await asyncio.sleep(0.01)
+            assert resp.status == 204
+            assert loop_errors == []
+            assert not conn.reusable
 
     run(main)
 
@@ -436,20 +419,16 @@ def test_bytes_from_the_server_while_idle_close_the_connection(kernel: bool) -> 
         await peer.until_closed()
 
     async def main() -> None:
-        async with RawServer(handler) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                await exchange(conn)
-                pool.release(conn)
-                await until(lambda: conn.closed, "the connection closed")
-                fresh = await pool.acquire(Origin(server.url))
-                assert fresh is not conn
-                _, body = await exchange(fresh)
-                assert body.data == b"ok"
-                assert server.connections == 2
-            finally:
-                await pool.aclose()
+        async with RawServer(handler) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            await exchange(conn)
+            pool.release(conn)
+            await until(lambda: conn.closed, "the connection closed")
+            fresh = await pool.acquire(Origin(server.url))
+            assert fresh is not conn
+            _, body = await exchange(fresh)
+            assert body.data == b"ok"
+            assert server.connections == 2
 
     run(main)
 
@@ -472,16 +451,12 @@ def test_bytes_from_the_server_while_idle_close_the_connection(kernel: bool) -> 
 )
 def test_interim_answers_are_skipped(kernel: bool, answer: tuple[bytes, ...]) -> None:
     async def main() -> None:
-        async with RawServer(answering(answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, body = await exchange(conn)
-                assert (resp.status, body.data) == (200, b"ok")
-                assert "link" not in resp.headers  # the interim answer's headers are not the answer's
-                assert conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, body = await exchange(conn)
+            assert (resp.status, body.data) == (200, b"ok")
+            assert "link" not in resp.headers  # the interim answer's headers are not the answer's
+            assert conn.reusable
 
     run(main)
 
@@ -502,23 +477,19 @@ def test_interim_answers_are_skipped(kernel: bool, answer: tuple[bytes, ...]) ->
 )
 def test_keep_alive_follows_version_and_connection_header(kernel: bool, answer: bytes, reusable: bool) -> None:
     async def main() -> None:
-        async with RawServer(answering(answer, answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                _, body = await exchange(conn)
-                assert body.data == b"ok"
-                assert conn.reusable is reusable
-                pool.release(conn)
-                again = await pool.acquire(Origin(server.url))
-                assert (again is conn) is reusable
-                _, body = await exchange(again)
-                assert body.data == b"ok"
-                pool.release(again)
-                # A connection not reusable is closed on release, and the next one is new.
-                assert server.connections == (1 if reusable else 2)
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            _, body = await exchange(conn)
+            assert body.data == b"ok"
+            assert conn.reusable is reusable
+            pool.release(conn)
+            again = await pool.acquire(Origin(server.url))
+            assert (again is conn) is reusable
+            _, body = await exchange(again)
+            assert body.data == b"ok"
+            pool.release(again)
+            # A connection not reusable is closed on release, and the next one is new.
+            assert server.connections == (1 if reusable else 2)
 
     run(main)
 
@@ -549,18 +520,14 @@ def test_keep_alive_follows_version_and_connection_header(kernel: bool, answer: 
 )
 def test_malformed_answer_is_request_failed_malformed(kernel: bool, answer: bytes, detail: str) -> None:
     async def main() -> None:
-        async with RawServer(answering(answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                exc = await failure_of(conn)
-                assert isinstance(exc, RequestFailed), repr(exc)
-                assert exc.category is ErrorCategory.MALFORMED
-                assert exc.detail.startswith("invalid HTTP response") and detail in exc.detail
-                assert not conn.reusable
-                await until(lambda: conn.closed, "the connection closed")
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            exc = await failure_of(conn)
+            assert isinstance(exc, RequestFailed), repr(exc)
+            assert exc.category is ErrorCategory.MALFORMED
+            assert exc.detail.startswith("invalid HTTP response") and detail in exc.detail
+            assert not conn.reusable
+            await until(lambda: conn.closed, "the connection closed")
 
     run(main)
 
@@ -573,17 +540,13 @@ def test_head_over_64_kib_without_its_end_is_malformed(kernel: bool) -> None:
         await peer.until_closed()
 
     async def main() -> None:
-        async with RawServer(handler) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                with pytest.raises(RequestFailed) as info:
-                    await resp.head
-                assert info.value.category is ErrorCategory.MALFORMED
-                assert "64 KiB" in info.value.detail
-            finally:
-                await pool.aclose()
+        async with RawServer(handler) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            with pytest.raises(RequestFailed) as info:
+                await resp.head
+            assert info.value.category is ErrorCategory.MALFORMED
+            assert "64 KiB" in info.value.detail
 
     run(main)
 
@@ -601,16 +564,12 @@ def test_head_over_64_kib_is_malformed_even_when_its_end_arrives_with_it(kernel:
         await peer.until_closed()
 
     async def main() -> None:
-        async with RawServer(handler) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                with pytest.raises(RequestFailed) as info:
-                    await resp.head
-                assert info.value.category is ErrorCategory.MALFORMED
-            finally:
-                await pool.aclose()
+        async with RawServer(handler) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            with pytest.raises(RequestFailed) as info:
+                await resp.head
+            assert info.value.category is ErrorCategory.MALFORMED
 
     run(main)
 
@@ -628,21 +587,17 @@ def test_head_over_64_kib_is_malformed_even_when_its_end_arrives_with_it(kernel:
 )
 def test_server_closing_mid_body_fails_done_with_a_reset(kernel: bool, answer: bytes) -> None:
     async def main() -> None:
-        async with RawServer(answering(answer, then="close")) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                await resp.head
-                body = Body()
-                resp.attach(body)
-                with pytest.raises(ConnectionResetError):
-                    await resp.done
-                assert body.data == b"hello"  # what came before the drop was still handed over
-                assert not conn.reusable
-                await until(lambda: conn.closed, "the connection closed")
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, then="close")) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            await resp.head
+            body = Body()
+            resp.attach(body)
+            with pytest.raises(ConnectionResetError):
+                await resp.done
+            assert body.data == b"hello"  # what came before the drop was still handed over
+            assert not conn.reusable
+            await until(lambda: conn.closed, "the connection closed")
 
     run(main)
 
@@ -657,18 +612,14 @@ def test_server_resetting_mid_body_fails_done_with_an_os_error(kernel: bool) -> 
         peer.reset()
 
     async def main() -> None:
-        async with RawServer(handler) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                await resp.head
-                resp.attach(Body())
-                with pytest.raises(OSError):
-                    await resp.done
-                assert not conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(handler) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            await resp.head
+            resp.attach(Body())
+            with pytest.raises(OSError):
+                await resp.done
+            assert not conn.reusable
 
     run(main)
 
@@ -681,21 +632,17 @@ def test_fresh_connection_closed_before_any_answer_is_connect_failure(kernel: bo
         peer.close()
 
     async def main() -> None:
-        async with RawServer(handler) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                with pytest.raises(RequestFailed) as info:
-                    await resp.head
-                assert info.value.category is ErrorCategory.CONNECT
-                assert info.value.detail == "server disconnected before responding"
-                with pytest.raises(RequestFailed):
-                    await resp.done
-                assert not conn.reusable
-                await until(lambda: conn.closed, "the connection closed")
-            finally:
-                await pool.aclose()
+        async with RawServer(handler) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            with pytest.raises(RequestFailed) as info:
+                await resp.head
+            assert info.value.category is ErrorCategory.CONNECT
+            assert info.value.detail == "server disconnected before responding"
+            with pytest.raises(RequestFailed):
+                await resp.done
+            assert not conn.reusable
+            await until(lambda: conn.closed, "the connection closed")
 
     run(main)
 
@@ -706,26 +653,22 @@ def test_reused_connection_closed_while_idle_is_stale(kernel: bool, seen: bool) 
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
     async def main() -> None:
-        async with RawServer(answering(answer, then="close")) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                _, body = await exchange(conn)
-                assert body.data == b"ok" and conn.reusable
-                if seen:
-                    await until(lambda: conn.closed, "the server's close seen")
-                    with pytest.raises(StaleConnection):
-                        conn.request(REQUEST)
-                else:
-                    # Sent at once: the server's close may not have been read yet.
-                    with pytest.raises(StaleConnection):
-                        resp = conn.request(REQUEST)
-                        await resp.head
-                assert not conn.reusable
-                pool.release(conn)
-                assert server.connections == 1
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, then="close")) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            _, body = await exchange(conn)
+            assert body.data == b"ok" and conn.reusable
+            if seen:
+                await until(lambda: conn.closed, "the server's close seen")
+                with pytest.raises(StaleConnection):
+                    conn.request(REQUEST)
+            else:
+                # Sent at once: the server's close may not have been read yet.
+                with pytest.raises(StaleConnection):
+                    resp = conn.request(REQUEST)
+                    await resp.head
+            assert not conn.reusable
+            pool.release(conn)
+            assert server.connections == 1
 
     run(main)
 
@@ -746,23 +689,19 @@ def test_headers_are_case_insensitive_and_repeats_are_joined(kernel: bool) -> No
     )
 
     async def main() -> None:
-        async with RawServer(answering(answer, bytewise=True)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, _ = await exchange(conn)
-                assert resp.status == 201
-                headers = resp.headers
-                assert headers["x-thing"] == headers["X-Thing"] == headers.get("X-THING") == "one, two, three"
-                assert "X-Thing" in headers and "x-empty" in headers and headers["X-Empty"] == ""
-                assert headers.get("missing") is None and headers.get("Missing", "d") == "d"
-                with pytest.raises(KeyError):
-                    headers["missing"]
-                assert sorted(headers) == ["content-length", "content-type", "x-empty", "x-thing"]
-                assert len(headers) == 4
-                assert resp.content_type == "text/event-stream"
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, bytewise=True)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, _ = await exchange(conn)
+            assert resp.status == 201
+            headers = resp.headers
+            assert headers["x-thing"] == headers["X-Thing"] == headers.get("X-THING") == "one, two, three"
+            assert "X-Thing" in headers and "x-empty" in headers and headers["X-Empty"] == ""
+            assert headers.get("missing") is None and headers.get("Missing", "d") == "d"
+            with pytest.raises(KeyError):
+                headers["missing"]
+            assert sorted(headers) == ["content-length", "content-type", "x-empty", "x-thing"]
+            assert len(headers) == 4
+            assert resp.content_type == "text/event-stream"
 
     run(main)
 
@@ -782,14 +721,10 @@ def test_content_type_is_the_lower_cased_media_type(kernel: bool, header: bytes,
     answer = b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: 0\r\n\r\n"
 
     async def main() -> None:
-        async with RawServer(answering(answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp, _ = await exchange(conn)
-                assert resp.content_type == content_type
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp, _ = await exchange(conn)
+            assert resp.content_type == content_type
 
     run(main)
 
@@ -802,19 +737,15 @@ def test_pieces_before_attach_are_held_and_handed_over_in_order(kernel: bool) ->
     pieces = (CHUNKED_HEAD, b"3\r\nabc\r\n", b"3\r\ndef\r\n", b"0\r\n\r\n")
 
     async def main() -> None:
-        async with RawServer(answering(pieces)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                await resp.done
-                body = Body()
-                resp.attach(body)
-                assert body.data == b"abcdef"
-                assert body.stamps == sorted(body.stamps) and resp.last_ns == body.stamps[-1]
-                assert resp.headers_ns <= body.stamps[0]
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(pieces)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            await resp.done
+            body = Body()
+            resp.attach(body)
+            assert body.data == b"abcdef"
+            assert body.stamps == sorted(body.stamps) and resp.last_ns == body.stamps[-1]
+            assert resp.headers_ns <= body.stamps[0]
 
     run(main)
 
@@ -825,27 +756,23 @@ def test_a_sink_that_raises_ends_the_answer_and_the_connection(kernel: bool) -> 
     boom = ValueError("the decoder refused it")
 
     async def main() -> None:
-        async with RawServer(answering(pieces)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                await resp.head
-                seen: list[bytes] = []
+        async with RawServer(answering(pieces)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            await resp.head
+            seen: list[bytes] = []
 
-                def sink(piece: bytes, _rx_ns: int) -> None:
-                    seen.append(piece)
-                    raise boom
+            def sink(piece: bytes, _rx_ns: int) -> None:
+                seen.append(piece)
+                raise boom
 
-                resp.attach(sink)
-                with pytest.raises(ValueError) as info:
-                    await resp.done
-                assert info.value is boom and resp.error is boom
-                assert seen == [b"abc"]
-                assert not conn.reusable
-                await until(lambda: conn.closed, "the connection closed")
-            finally:
-                await pool.aclose()
+            resp.attach(sink)
+            with pytest.raises(ValueError) as info:
+                await resp.done
+            assert info.value is boom and resp.error is boom
+            assert seen == [b"abc"]
+            assert not conn.reusable
+            await until(lambda: conn.closed, "the connection closed")
 
     run(main)
 
@@ -855,20 +782,16 @@ def test_read_stops_at_its_limit(kernel: bool) -> None:
     answer = b"HTTP/1.1 500 Oops\r\nContent-Length: 10\r\n\r\n0123456789"
 
     async def main() -> None:
-        async with RawServer(answering(answer, answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                resp = conn.request(REQUEST)
-                await resp.head
-                assert await resp.read(4) == b"0123"
-                await resp.done
-                resp = conn.request(REQUEST)
-                await resp.head
-                assert await resp.read(1 << 10) == b"0123456789"
-                assert resp.status == 500 and conn.reusable
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            resp = conn.request(REQUEST)
+            await resp.head
+            assert await resp.read(4) == b"0123"
+            await resp.done
+            resp = conn.request(REQUEST)
+            await resp.head
+            assert await resp.read(1 << 10) == b"0123456789"
+            assert resp.status == 500 and conn.reusable
 
     run(main)
 
@@ -879,15 +802,14 @@ def test_a_request_larger_than_the_socket_buffer_is_written_whole(kernel: bool) 
     request = b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 
     async def main() -> None:
-        async with RawServer(answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                _, answer = await exchange(conn, request)
-                assert answer.data == b"ok"
-                assert server.requests == [request]
-            finally:
-                await pool.aclose()
+        async with (
+            RawServer(answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")) as server,
+            opened_pool(kernel) as pool,
+        ):
+            conn = await pool.acquire(Origin(server.url))
+            _, answer = await exchange(conn, request)
+            assert answer.data == b"ok"
+            assert server.requests == [request]
 
     run(main)
 
@@ -924,8 +846,7 @@ def blocked_loop_stamps(kernel: bool) -> tuple[int, int, int]:
     thread.start()
 
     async def main() -> tuple[int, int, int]:
-        pool = new_pool(kernel)
-        try:
+        async with opened_pool(kernel) as pool:
             conn = await pool.acquire(Origin(f"http://127.0.0.1:{port}"))
             resp = conn.request(REQUEST)
             await resp.head
@@ -938,8 +859,6 @@ def blocked_loop_stamps(kernel: bool) -> tuple[int, int, int]:
             assert body.pieces[0] == b"hello"
             assert not pool.unstamped
             return body.stamps[0], body.delivered[0], unblocked_ns
-        finally:
-            await pool.aclose()
 
     try:
         return run(main)  # type: ignore[return-value]
@@ -966,24 +885,20 @@ def test_stamps_on_one_connection_never_decrease(kernel: bool) -> None:
     answer = (CHUNKED_HEAD, b"3\r\nabc\r\n", b"3\r\ndef", b"\r\n0\r\n\r\n")
 
     async def main() -> None:
-        async with RawServer(answering(answer, answer, answer)) as server:
-            pool = new_pool(kernel)
-            try:
-                conn = await pool.acquire(Origin(server.url))
-                stamps: list[int] = []
-                for _ in range(3):
-                    before = perf_counter_ns()
-                    resp, body = await exchange(conn)
-                    assert body.data == b"abcdef"
-                    # Never before its request was written, never after it was handed over.
-                    assert before <= resp.headers_ns <= body.stamps[0]
-                    assert body.stamps[-1] <= body.delivered[-1]
-                    stamps += [resp.headers_ns, *body.stamps]
-                assert stamps == sorted(stamps)
-                assert conn.stamping == ("kernel" if kernel else "socket")
-                assert not pool.unstamped
-            finally:
-                await pool.aclose()
+        async with RawServer(answering(answer, answer, answer)) as server, opened_pool(kernel) as pool:
+            conn = await pool.acquire(Origin(server.url))
+            stamps: list[int] = []
+            for _ in range(3):
+                before = perf_counter_ns()
+                resp, body = await exchange(conn)
+                assert body.data == b"abcdef"
+                # Never before its request was written, never after it was handed over.
+                assert before <= resp.headers_ns <= body.stamps[0]
+                assert body.stamps[-1] <= body.delivered[-1]
+                stamps += [resp.headers_ns, *body.stamps]
+            assert stamps == sorted(stamps)
+            assert conn.stamping == ("kernel" if kernel else "socket")
+            assert not pool.unstamped
 
     run(main)
 
@@ -999,8 +914,7 @@ def test_pool_limit_makes_a_second_acquire_wait_for_a_release(kernel: bool) -> N
     async def main() -> None:
         async with RawServer(answering(OK, CLOSE, OK)) as server:
             origin = Origin(server.url)
-            pool = new_pool(kernel, limit=1)
-            try:
+            async with opened_pool(kernel, limit=1) as pool:
                 first = await pool.acquire(origin)
                 waiting = asyncio.ensure_future(pool.acquire(origin))
                 await asyncio.sleep(0.02)
@@ -1022,8 +936,6 @@ def test_pool_limit_makes_a_second_acquire_wait_for_a_release(kernel: bool) -> N
                 _, body = await exchange(third)
                 assert body.data == b"ok"
                 assert server.connections == 2
-            finally:
-                await pool.aclose()
 
     run(main)
 
@@ -1033,8 +945,7 @@ def test_pool_wake_up_is_not_lost_when_the_woken_waiter_is_cancelled(kernel: boo
     async def main() -> None:
         async with RawServer(answering(OK)) as server:
             origin = Origin(server.url)
-            pool = new_pool(kernel, limit=1)
-            try:
+            async with opened_pool(kernel, limit=1) as pool:
                 first = await pool.acquire(origin)
                 doomed = asyncio.ensure_future(pool.acquire(origin))
                 patient = asyncio.ensure_future(pool.acquire(origin))
@@ -1044,8 +955,6 @@ def test_pool_wake_up_is_not_lost_when_the_woken_waiter_is_cancelled(kernel: boo
                 doomed.cancel()
                 got = await asyncio.wait_for(patient, 0.3)
                 assert got is first
-            finally:
-                await pool.aclose()
 
     run(main)
 
@@ -1053,14 +962,11 @@ def test_pool_wake_up_is_not_lost_when_the_woken_waiter_is_cancelled(kernel: boo
 @pytest.mark.parametrize("kernel", BACKENDS)
 def test_refused_connect_is_an_os_error_and_frees_its_slot(kernel: bool) -> None:
     async def main() -> None:
-        pool = new_pool(kernel, limit=1)
-        try:
+        async with opened_pool(kernel, limit=1) as pool:
             origin = Origin(f"http://127.0.0.1:{closed_port()}")
             for _ in range(2):  # a leaked slot would make the second one wait for ever
                 with pytest.raises(ConnectionRefusedError):
                     await asyncio.wait_for(pool.acquire(origin), 1.0)
-        finally:
-            await pool.aclose()
 
     run(main)
 
@@ -1070,8 +976,7 @@ def test_idle_connection_closed_by_the_server_is_not_handed_out(kernel: bool) ->
     async def main() -> None:
         async with RawServer(answering(OK, then="close")) as server:
             origin = Origin(server.url)
-            pool = new_pool(kernel, limit=1)
-            try:
+            async with opened_pool(kernel, limit=1) as pool:
                 conn = await pool.acquire(origin)
                 await exchange(conn)
                 pool.release(conn)
@@ -1081,8 +986,6 @@ def test_idle_connection_closed_by_the_server_is_not_handed_out(kernel: bool) ->
                 _, body = await exchange(fresh)
                 assert body.data == b"ok"
                 assert server.connections == 2
-            finally:
-                await pool.aclose()
 
     run(main)
 
