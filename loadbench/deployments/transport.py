@@ -11,8 +11,9 @@ pooled connection, and hands every foreign exception to ``failures.translate``. 
 from the kernel (``http1.SocketConnection``), or on the aiohttp paths from the hooks in
 ``_aiohttp_hooks``; ``HttpSender.stamping`` says which.
 
-Hot path: one ``perf_counter_ns()`` per network read, shared by every event in that read (they
-arrived together); no I/O, no logging, no per-chunk configuration lookups.
+Hot path: one arrival stamp per network read (the kernel's, or one ``perf_counter_ns()``), shared
+by every event in that read (they arrived together); no I/O, no logging, no per-chunk
+configuration lookups.
 """
 
 from __future__ import annotations
@@ -102,14 +103,16 @@ class HttpTransport:
 
     ``read_path`` (default ``DEFAULT_READ_PATH``): ``"lean"`` sends streamed requests over
     loadbench's own HTTP/1.1 connections (``http1``): one write per request, each body parsed as
-    its bytes arrive, about a third of aiohttp's CPU per chunk. ``"push"`` goes through aiohttp
+    its bytes arrive, with no task or reader per chunk (``benchmarks/stamp_precision.py`` prints
+    each path's CPU per chunk). ``"push"`` goes through aiohttp
     and parses each body inside the connection's ``data_received`` while the sending coroutine
     waits only for the end of the stream, an error or a deadline; ``"pull"`` resumes the sending
     coroutine for every network read (``readany``). All stamp the bytes' arrival. Preflight
     requests (``get``, and the deployments' own use of ``session``) always go through aiohttp.
 
-    ``stamping`` says where arrivals are stamped: ``"socket"`` while the hooks are installed and
-    every response so far came on a connection built by them, else ``"reader"``.
+    ``stamping`` (the aiohttp paths'; on the lean path ``HttpSender.stamping`` says more) says where
+    arrivals are stamped: ``"socket"`` while the hooks are installed and every response so far
+    came on a connection built by them, else ``"reader"``.
     """
 
     def __init__(self, settings: ClientSettings, *, read_path: ReadPath | None = None) -> None:
@@ -224,6 +227,7 @@ class HttpSender:
     _lean: bool = field(init=False, default=True)
     _origin: http1.Origin | None = field(init=False, default=None)
     _head: bytes = field(init=False, default=b"", repr=False)
+    _unsendable: str = field(init=False, default="")
 
     @property
     def model(self) -> str:
@@ -260,7 +264,7 @@ class HttpSender:
                 self._head = line + http1.header_block(fixed)
             except (ValueError, UnicodeEncodeError) as exc:
                 self._origin = None
-                self._head = redact(str(exc), self.secret).encode()
+                self._unsendable = redact(str(exc), self.secret)
 
     async def _post(self, body: Any, headers: dict[str, str]) -> Any:
         if self._close_connections:
@@ -346,7 +350,7 @@ class HttpSender:
         write; the body parsed as it arrives (``_LeanBody``)."""
         origin = self._origin
         if origin is None:
-            raise RequestFailed(ErrorCategory.CLIENT, f"cannot send to {self._url}: {self._head.decode()}")
+            raise RequestFailed(ErrorCategory.CLIENT, f"cannot send to {self._url}: {self._unsendable}")
         body = self.wire.encode(prompt)
         close = b"Connection: close\r\n" if self._close_connections else b""
         tail = f"{REQUEST_ID_HEADER}: {record.request_id}\r\nContent-Length: {len(body)}\r\n\r\n"

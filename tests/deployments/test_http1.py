@@ -40,6 +40,8 @@ from loadbench.deployments.http1 import (
     kernel_stamps_available,
     request_target,
 )
+from loadbench.deployments.transport import HttpSender, HttpTransport
+from loadbench.deployments.wire.openai import OpenAIWire
 
 from .servers import closed_port
 
@@ -1121,3 +1123,24 @@ def test_sender_reports_a_redirect_with_its_location() -> None:
 def test_kernel_stamps_are_available_on_linux() -> None:
     assert kernel_stamps_available()
     assert Pool(limit=0, connect_timeout_s=None).kernel_stamps
+
+
+def test_a_header_that_cannot_be_sent_fails_each_request_without_echoing_its_value() -> None:
+    # A key read from the environment with a stray newline would split the request: every request
+    # fails as the client's error, naming the header, never its value.
+    secret = "sk-test-0123456789abcdef\nX-Injected: 1"
+
+    async def main() -> RequestFailed:
+        async with HttpTransport(ClientSettings(pool_size=1), read_path="lean") as transport:
+            sender = HttpSender(transport, OpenAIWire(model="m"), "http://127.0.0.1:9/v1",
+                                headers={"Authorization": f"Bearer {secret}"}, secret=secret)
+            now = perf_counter_ns()
+            record = RequestRecord(index=0, request_id="r-0", intended_ns=now, sent_ns=now)
+            with pytest.raises(RequestFailed) as info:
+                await sender.send(Prompt.user("x"), record)
+            return info.value
+
+    exc = run(main)
+    assert exc.category is ErrorCategory.CLIENT
+    assert "'Authorization' holds a line break" in exc.detail
+    assert "sk-test" not in exc.detail and "Injected" not in exc.detail
