@@ -3,8 +3,9 @@
 ``SseDecoder`` (``text/event-stream``) and ``NdjsonDecoder`` (one JSON object a line) are
 incremental (a network read may end mid-line) and bounded in memory. ``Wire`` and
 ``StreamParser`` are what a dialect module (``deployments.wire.*``) implements: the request's
-shape, and the rules that turn decoded events into stamps on a record. Both client paths (the
-aiohttp transport and the SDKs) feed the same parsers. Nothing here imports a client library.
+shape, and the rules that turn decoded events into stamps on a record; ``end_of_stream`` is what
+the end of a body means to them. Both client paths (the HTTP transport and the SDKs) feed the
+same parsers. Nothing here imports a client library.
 """
 
 from __future__ import annotations
@@ -202,3 +203,20 @@ class Wire(Protocol):
     def parser(self, record: RequestRecord) -> StreamParser:
         """A fresh parser stamping ``record``."""
         ...
+
+
+def end_of_stream(decoder: SseDecoder | NdjsonDecoder, parser: StreamParser, end_ns: int) -> None:
+    """Parse what the end of the body completes; raise ``TRUNCATED`` if the stream never sent its
+    final record. An unterminated last line is tried as an event; if it does not parse, the
+    truncation (not the fragment) is what failed."""
+    events, tail = decoder.close()
+    for event, data in events:
+        parser.feed(event, data, end_ns)
+    if tail and not parser.done:
+        try:
+            parser.feed("", tail, end_ns)
+        except RequestFailed as exc:
+            if exc.category is not ErrorCategory.MALFORMED:
+                raise
+    if not parser.done:
+        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")

@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loadbench.contract.errors import ErrorCategory, RequestFailed
+from loadbench.contract.sender import Stamping
 
 # A response head (status line and headers) longer than this is not a server we can talk to.
 MAX_HEAD_BYTES = 64 << 10
@@ -252,9 +253,6 @@ class Connection:
     its end leaves the connection ready for the next request (``reusable``). Subclasses write
     (``_write``), close (``_close``), and call ``_eof`` and ``_lost`` as the socket ends.
     """
-
-    # Where this connection's arrivals are stamped (``contract.sender.Stamping``).
-    stamping = "socket"
 
     def __init__(self) -> None:
         self.closed = False
@@ -584,8 +582,6 @@ class SocketConnection(Connection):
     stamp), the read's own time is the stamp, as ``StreamConnection`` takes it.
     """
 
-    stamping = "kernel"
-
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, pool: Pool) -> None:
         super().__init__()
         self._pool = pool
@@ -787,13 +783,22 @@ class Pool:
             self._wake()
             raise
 
+    def _kernel_stamped(self, origin: Origin) -> bool:
+        return self.kernel_stamps and not origin.tls
+
+    def stamping(self, origin: Origin) -> Stamping:
+        """Where arrivals from ``origin`` are stamped (``contract.sender.Stamping``): ``"kernel"``
+        on its ``SocketConnection``s while every read so far came with its kernel stamp, else
+        ``"socket"`` (the loop's delivery)."""
+        return "kernel" if self._kernel_stamped(origin) and not self.unstamped else "socket"
+
     async def _connect(self, origin: Origin) -> Connection:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                if origin.tls or not self.kernel_stamps:
-                    connection = await self._open_stream(origin)
-                else:
+                if self._kernel_stamped(origin):
                     connection = await self._open_socket(origin)
+                else:
+                    connection = await self._open_stream(origin)
         except TimeoutError as exc:
             raise RequestFailed(ErrorCategory.CONNECT_TIMEOUT, "timed out opening a connection") from exc
         except socket.gaierror as exc:

@@ -51,7 +51,7 @@ from loadbench.deployments.failures import (
     translate,
     wrong_content_type,
 )
-from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, StreamParser, Wire
+from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, StreamParser, Wire, end_of_stream
 
 # aiohttp's StreamReader refuses a buffered line above twice this; we split lines ourselves, but
 # a big read buffer still means fewer, larger reads when a server bursts.
@@ -236,9 +236,7 @@ class HttpSender:
     @property
     def stamping(self) -> Stamping:
         if self._lean and self._origin is not None:
-            pool = self.transport.pool
-            kernel = pool.kernel_stamps and not pool.unstamped and not self._origin.tls
-            return "kernel" if kernel else "socket"
+            return self.transport.pool.stamping(self._origin)
         return self.transport.stamping
 
     def __post_init__(self) -> None:
@@ -343,7 +341,7 @@ class HttpSender:
                 else:
                     last_ns = await _pull_body(protocol, content, decoder, parser, record, deadline, total_at)
                 record.end_ns = last_ns or perf_counter_ns()
-                _end_of_stream(decoder, parser, record.end_ns)
+                end_of_stream(decoder, parser, record.end_ns)
 
     async def _exchange_lean(self, prompt: Prompt, record: RequestRecord, gate: Any) -> None:
         """One request over ``http1``: built and its connection taken before the gate, then one
@@ -400,28 +398,11 @@ class HttpSender:
                 if response.error is not None:
                     raise response.error
                 record.end_ns = response.last_ns or perf_counter_ns()
-                _end_of_stream(decoder, parser, record.end_ns)
+                end_of_stream(decoder, parser, record.end_ns)
         finally:
             if connection is not None:
                 # Reused only if its answer was read to the end (``Connection.reusable``).
                 pool.release(connection)
-
-
-def _end_of_stream(decoder: SseDecoder | NdjsonDecoder, parser: StreamParser, end_ns: int) -> None:
-    """Parse what the end of the body completes; raise ``TRUNCATED`` if the stream never sent its
-    final record. An unterminated last line is tried as an event; if it does not parse, the
-    truncation (not the fragment) is what failed."""
-    events, tail = decoder.close()
-    for event, data in events:
-        parser.feed(event, data, end_ns)
-    if tail and not parser.done:
-        try:
-            parser.feed("", tail, end_ns)
-        except RequestFailed as exc:
-            if exc.category is not ErrorCategory.MALFORMED:
-                raise
-    if not parser.done:
-        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
 
 
 class _LeanBody:

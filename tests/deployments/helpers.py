@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from loadbench.contract.errors import ErrorCategory, RequestFailed
 from loadbench.contract.record import RequestRecord
-from loadbench.deployments.framing import NdjsonDecoder, SseDecoder
+from loadbench.deployments.framing import NdjsonDecoder, SseDecoder, end_of_stream
 
 
 def new_record(*, keep_text: bool = False) -> RequestRecord:
@@ -28,15 +27,5 @@ def run_stream(wire, raw: bytes, *, split: int = 7, keep_text: bool = False) -> 
         for event, data in decoder.feed(raw[start : start + split]):
             parser.feed(event, data, now)
     record.end_ns = now
-    events, tail = decoder.close()
-    for event, data in events:
-        parser.feed(event, data, now)
-    if tail and not parser.done:
-        try:
-            parser.feed("", tail, now)
-        except RequestFailed as exc:
-            if exc.category is not ErrorCategory.MALFORMED:
-                raise
-    if not parser.done:
-        raise RequestFailed(ErrorCategory.TRUNCATED, "stream ended without its final record")
+    end_of_stream(decoder, parser, now)
     return record

@@ -899,7 +899,8 @@ def test_stamps_on_one_connection_never_decrease(kernel: bool) -> None:
                 assert body.stamps[-1] <= body.delivered[-1]
                 stamps += [resp.headers_ns, *body.stamps]
             assert stamps == sorted(stamps)
-            assert conn.stamping == ("kernel" if kernel else "socket")
+            assert isinstance(conn, SocketConnection if kernel else StreamConnection)
+            assert pool.stamping(Origin(server.url)) == ("kernel" if kernel else "socket")
             assert not pool.unstamped
 
     run(main)
