@@ -12,6 +12,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 from hdrh.codec import ext_header_size, payload_header_size
@@ -31,12 +32,29 @@ def new_histogram(highest: int = HIGHEST_US) -> HdrHistogram:
 
 
 def record(hist: HdrHistogram, value: int) -> None:
-    """Record one value, clamped into the trackable range so nothing is silently dropped."""
+    """Record one value, clamped into the trackable range so nothing is silently dropped.
+
+    The same counter as ``HdrHistogram.record_value``, whose index walk through four method calls
+    costs three times this; every finished request records about nine values.
+    """
     if value > hist.highest_trackable_value:
         value = hist.highest_trackable_value
     elif value < 0:
         value = 0
-    hist.record_value(value)
+    half_magnitude = hist.sub_bucket_half_count_magnitude
+    unit = hist.unit_magnitude
+    bucket = (value | hist.sub_bucket_mask).bit_length() - unit - half_magnitude - 1
+    hist.counts[((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - hist.sub_bucket_half_count] += 1
+    hist.total_count += 1
+    if value < hist.min_value:
+        hist.min_value = value
+    if value > hist.max_value:
+        hist.max_value = value
+
+
+# Below this many values a plain loop beats numpy's fixed cost per call (measured: 8 µs against
+# 20 µs for 31 values, even at about 110).
+_VECTOR_FROM = 96
 
 
 def record_many(hist: HdrHistogram, values: np.ndarray) -> None:
@@ -49,6 +67,9 @@ def record_many(hist: HdrHistogram, values: np.ndarray) -> None:
     """
     if values.size == 0:
         return
+    if values.size < _VECTOR_FROM:
+        record_each(hist, values.tolist())
+        return
     v = np.clip(values.astype(np.int64, copy=False), 0, hist.highest_trackable_value)
     # bit_length(v | mask): frexp's exponent is exact for integers below 2**53.
     pow2ceiling = np.frexp((v | hist.sub_bucket_mask).astype(np.float64))[1].astype(np.int64)
@@ -60,6 +81,39 @@ def record_many(hist: HdrHistogram, values: np.ndarray) -> None:
     hist.total_count += int(v.size)
     hist.min_value = min(hist.min_value, int(v.min()))
     hist.max_value = max(hist.max_value, int(v.max()))
+
+
+def record_each(hist: HdrHistogram, values: Sequence[int]) -> None:
+    """Record a few integer values (``record`` for each, clamped the same way) in one loop."""
+    top = hist.highest_trackable_value
+    mask = hist.sub_bucket_mask
+    unit = hist.unit_magnitude
+    half_magnitude = hist.sub_bucket_half_count_magnitude
+    base = hist.sub_bucket_half_count
+    counts = hist.counts
+    low, high = hist.min_value, hist.max_value
+    for value in values:
+        if value > top:
+            value = top
+        elif value < 0:
+            value = 0
+        bucket = (value | mask).bit_length() - unit - half_magnitude - 1
+        counts[((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - base] += 1
+        if value < low:
+            low = value
+        if value > high:
+            high = value
+    hist.total_count += len(values)
+    hist.min_value, hist.max_value = low, high
+
+
+def record_gaps_us(hist: HdrHistogram, stamps_ns: Sequence[int]) -> None:
+    """Record the gaps between consecutive ``stamps_ns``, in whole microseconds (an answer's
+    inter-token latencies from its chunk stamps)."""
+    if len(stamps_ns) < _VECTOR_FROM:
+        record_each(hist, [(b - a) // 1000 for a, b in pairwise(stamps_ns)])
+    else:
+        record_many(hist, np.diff(np.asarray(stamps_ns, dtype=np.int64)) // 1000)
 
 
 def summarize(hist: HdrHistogram, scale: float = 1.0) -> dict[str, float | int | None]:

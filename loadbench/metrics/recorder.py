@@ -21,7 +21,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from loadbench.contract.record import RequestRecord
-from loadbench.metrics.hdr import HIGHEST_US, add_into, clear, fast_percentiles, new_histogram, record, record_many
+from loadbench.metrics.hdr import HIGHEST_US, add_into, clear, fast_percentiles, new_histogram, record, record_gaps_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ class Recorder:
             record(h["time_to_first_answer_us"], (r.first_answer_ns - r.sent_ns) // 1000)
         chunks = r.chunk_ns
         if len(chunks) > 1:
-            record_many(h["itl_us"], np.diff(np.asarray(chunks, dtype=np.int64)) // 1000)
+            record_gaps_us(h["itl_us"], chunks)
         tpot = tpot_ns(r)
         if tpot is not None:
             # int() of the exact quotient's nearest float is its floor: ns spans are far below the

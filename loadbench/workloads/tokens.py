@@ -145,11 +145,18 @@ class CalibratedEstimate:
     def truncate(self, text: str, max_tokens: int, *, keep: Keep = "head") -> str:
         if max_tokens <= 0:
             return ""
-        spans = [m.span() for m in _pieces(self.chars_per_token).finditer(text)]
+        pieces = _pieces(self.chars_per_token)
+        if keep == "head":
+            # Walks only as far as the cut: a prompt's last page is cut from a much longer one.
+            end = 0
+            for seen, match in enumerate(pieces.finditer(text)):
+                if seen == max_tokens:
+                    return text[:end]
+                end = match.end()
+            return text
+        spans = [m.span() for m in pieces.finditer(text)]
         if len(spans) <= max_tokens:
             return text
-        if keep == "head":
-            return text[: spans[max_tokens - 1][1]]
         return text[spans[len(spans) - max_tokens][0] :]
 
     def describe(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from loadbench.metrics.hdr import (
     merged,
     new_histogram,
     record,
+    record_each,
+    record_gaps_us,
     record_many,
     summarize,
 )
@@ -97,6 +100,46 @@ def test_record_many_adds_to_what_is_there() -> None:
     record_many(twice, values[1000:])
     record_many(ref, values)
     assert_same(twice, ref)
+
+
+def hdrh_reference(values) -> object:
+    """hdrh's own per-value path, clamped into range as ``record`` promises."""
+    ref = new_histogram()
+    for v in values:
+        assert ref.record_value(min(max(int(v), 0), HIGHEST_US))
+    return ref
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_record_and_record_each_equal_hdrh_record_value_with_the_clamp(seed: int) -> None:
+    values = [*sample(seed, 8000).tolist(), -3, -1]
+    single, each = new_histogram(), new_histogram()
+    for v in values:
+        record(single, v)
+    record_each(each, values)
+    ref = hdrh_reference(values)
+    assert_same(single, ref)
+    assert_same(each, ref)
+    assert each.min_value == 0 and each.max_value == HIGHEST_US
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 95, 96, 97, 500])
+def test_record_many_gives_the_same_counts_on_either_side_of_its_vector_threshold(n: int) -> None:
+    values = sample(8, 4000)[:n]
+    bulk = new_histogram()
+    record_many(bulk, values)
+    assert_same(bulk, hdrh_reference(values.tolist()))
+
+
+@pytest.mark.parametrize("n", [2, 3, 64, 96, 97, 1000])
+def test_record_gaps_us_records_each_inter_stamp_gap_in_whole_microseconds(n: int) -> None:
+    rng = np.random.default_rng(n)
+    stamps = np.cumsum(rng.integers(0, 9_000_000, size=n)).tolist()
+    h = new_histogram()
+    record_gaps_us(h, stamps)
+    gaps = [(b - a) // 1000 for a, b in pairwise(stamps)]
+    assert h.total_count == n - 1
+    assert_same(h, hdrh_reference(gaps))
 
 
 @pytest.mark.parametrize(("seed", "floor_us"), [(0, 0), (1, 0), (2, 123_457)])
