@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import ssl
@@ -662,6 +663,31 @@ class SocketConnection(Connection):
         self._lost(exc)
 
 
+async def _connect_resolved(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: Any) -> None:
+    """Connect the non-blocking ``sock`` to an address ``getaddrinfo`` already resolved.
+
+    ``loop.sock_connect`` resolves the address again, and uvloop does so on its thread pool when
+    the socket type is not passed: a hand-off to a worker thread and back for every connection
+    (llama.cpp's server closes one after every answer). Here the kernel's own non-blocking connect
+    is awaited through the socket becoming writable.
+    """
+    try:
+        sock.connect(address)
+        return
+    except (BlockingIOError, InterruptedError):
+        pass
+    fd = sock.fileno()
+    writable = loop.create_future()
+    loop.add_writer(fd, lambda: writable.done() or writable.set_result(None))
+    try:
+        await writable
+    finally:
+        loop.remove_writer(fd)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, f"connect to {address[0]} port {address[1]}: {os.strerror(error)}")
+
+
 def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     lines = head.split(b"\r\n")
     status_line = lines[0].decode("latin-1")
@@ -842,7 +868,7 @@ class Pool:
                 sock.setblocking(False)
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                await loop.sock_connect(sock, address)
+                await _connect_resolved(loop, sock, address)
             except BaseException as exc:
                 sock.close()
                 if not isinstance(exc, OSError):
