@@ -125,7 +125,10 @@ def test_record_and_record_each_equal_hdrh_record_value_with_the_clamp(seed: int
 
 @pytest.mark.parametrize("n", [1, 2, 31, 95, 96, 97, 500])
 def test_record_many_gives_the_same_counts_on_either_side_of_its_vector_threshold(n: int) -> None:
-    values = sample(8, 4000)[:n]
+    # Drawn from across the sample (its first values all sit in the linear buckets), with the
+    # clamp's two ends at the front so even a short array exercises them.
+    spread = np.random.default_rng(n).permutation(sample(8, 4000))
+    values = np.concatenate([np.array([-2, HIGHEST_US + 5], dtype=np.int64), spread])[:n]
     bulk = new_histogram()
     record_many(bulk, values)
     assert_same(bulk, hdrh_reference(values.tolist()))
